@@ -1,0 +1,156 @@
+//! Every message that crosses a helper socket.
+
+use crate::secret::Password;
+use serde::{Deserialize, Serialize};
+
+/// Client → helper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// First message on every connection.
+    Hello { version: u16 },
+    /// PAM authentication; served for root and the daemon user only.
+    Authenticate(AuthRequest),
+    /// Counters and uptime; served for root and the admin group only.
+    Status,
+    /// An SSH-mode broker task; the caller's identity comes from the kernel.
+    RunSshTask(SshTaskRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub user: String,
+    pub password: Password,
+    /// PAM service; `None` means the helper's default. Must be on the
+    /// helper's allow-list.
+    pub service: Option<String>,
+    /// The remote client's address as seen by the front end (PAM_RHOST,
+    /// throttling key).
+    pub client_address: Option<String>,
+}
+
+/// The `x2gobroker-ssh` command line, as typed by the caller (without the
+/// program name), plus the SSH_CLIENT the CLI was started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshTaskRequest {
+    pub args: Vec<String>,
+    pub ssh_client: Option<String>,
+}
+
+/// Helper → client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Hello {
+        version: u16,
+        server_version: String,
+    },
+    Authenticated,
+    Status(StatusReport),
+    /// A piece of an SSH-mode task's output; followed by more pieces and
+    /// finally `TaskFinished`.
+    TaskOutput {
+        stream: OutputStream,
+        data: Vec<u8>,
+    },
+    TaskFinished {
+        exit_code: i32,
+    },
+    Error(ErrorReply),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    /// Human-readable; never contains a password.
+    pub message: String,
+}
+
+impl ErrorReply {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ErrorReply {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The caller (by its kernel-verified uid/gid) may not ask this.
+    DeniedByPolicy,
+    /// PAM said no (wrong password, unknown user, locked or expired account).
+    AuthenticationFailed,
+    /// Too many recent failures for this user or client address.
+    Throttled {
+        retry_after_secs: u32,
+    },
+    /// Malformed, oversized or out-of-order request.
+    BadRequest,
+    /// The helper cannot serve now (overloaded, PAM unavailable, timeout).
+    Unavailable,
+    /// Handshake with a protocol version the helper does not speak.
+    VersionMismatch {
+        supported: u16,
+    },
+    Internal,
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorKind::DeniedByPolicy => f.write_str("denied by policy"),
+            ErrorKind::AuthenticationFailed => f.write_str("authentication failed"),
+            ErrorKind::Throttled { retry_after_secs } => {
+                write!(f, "throttled (retry in {retry_after_secs}s)")
+            }
+            ErrorKind::BadRequest => f.write_str("bad request"),
+            ErrorKind::Unavailable => f.write_str("unavailable"),
+            ErrorKind::VersionMismatch { supported } => {
+                write!(f, "protocol version mismatch (helper speaks {supported})")
+            }
+            ErrorKind::Internal => f.write_str("internal error"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub uptime_secs: u64,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub requests: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub throttled: u64,
+    pub policy_denials: u64,
+    pub in_flight: u64,
+}
+
+/// Helper → SSH-mode worker, over a descriptor the worker inherits. The only
+/// source of identity the worker accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerJob {
+    /// The kernel-verified caller, after `--user` policy.
+    pub broker_user: String,
+    /// Caller's uid as read with SO_PEERCRED, for audit.
+    pub caller_uid: u32,
+    /// The task's command line (already policy-checked by the helper).
+    pub args: Vec<String>,
+    /// Client address derived from SSH_CLIENT.
+    pub client_address: Option<String>,
+}
