@@ -1,0 +1,37 @@
+//! The root auth helper of the X2Go Session Broker.
+//!
+//! It is the only privileged part of the broker: it authenticates users with
+//! PAM on behalf of the unprivileged daemon and answers admin status queries,
+//! over one Unix stream socket whose peers it identifies with SO_PEERCRED.
+//! One module per concern; `server` wires them together.
+#![deny(unsafe_code)]
+
+pub mod audit;
+pub mod cli;
+pub mod listener;
+pub mod pam;
+pub mod peer;
+pub mod policy;
+pub mod privileges;
+pub mod server;
+pub mod stats;
+pub mod status_client;
+pub mod throttle;
+
+/// A start-up failure: printed as one clear line, exit status 1.
+#[derive(Debug)]
+pub struct StartupError(pub String);
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+impl StartupError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        StartupError(msg.into())
+    }
+}

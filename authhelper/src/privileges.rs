@@ -1,0 +1,66 @@
+//! Capabilities kept after start-up. Everything else leaves the effective,
+//! permitted, inheritable and ambient sets and the bounding set, so neither
+//! this process nor anything it ever executes can regain it. The uid stays 0
+//! (PAM modules such as pam_unix read root-owned 0640 files like /etc/shadow
+//! through plain owner permissions, which needs no capability).
+
+use crate::StartupError;
+use caps::{CapSet, Capability, CapsHashSet};
+
+/// Each kept capability and why it is needed.
+pub const KEPT: [(Capability, &str); 4] = [
+    // libpam and pam_unix write login audit records (AUDIT_USER_AUTH,
+    // AUDIT_USER_ACCT) to the kernel audit log; without it they are lost.
+    (Capability::CAP_AUDIT_WRITE, "PAM writes login audit records"),
+    // SSH-mode workers (a later issue) are dropped to the daemon user:
+    // setgroups() and setgid() need CAP_SETGID ...
+    (
+        Capability::CAP_SETGID,
+        "drop SSH-mode workers' groups (setgroups, setgid)",
+    ),
+    // ... and setuid() needs CAP_SETUID.
+    (
+        Capability::CAP_SETUID,
+        "drop SSH-mode workers to the daemon user (setuid)",
+    ),
+    // Once a worker runs as the daemon user, our uid no longer matches its
+    // uid, so stopping a runaway worker at its deadline needs CAP_KILL.
+    (
+        Capability::CAP_KILL,
+        "stop SSH-mode workers that run past their deadline",
+    ),
+];
+
+pub fn kept() -> CapsHashSet {
+    KEPT.iter().map(|(c, _)| *c).collect()
+}
+
+/// Reduces this process to [`KEPT`]. Call after the socket is bound and
+/// chowned (that needed CAP_CHOWN/CAP_FOWNER) and before serving anyone.
+pub fn drop_to_kept() -> Result<(), StartupError> {
+    let kept = kept();
+    let err = |what: &str, e: caps::errors::CapsError| {
+        StartupError::new(format!("dropping capabilities ({what}): {e}"))
+    };
+    // The bounding set first: shrinking it needs CAP_SETPCAP, which goes below.
+    for cap in caps::all() {
+        if kept.contains(&cap) {
+            continue;
+        }
+        // Capabilities this kernel does not know are not in the set anyway.
+        if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| err("bounding set", e))?;
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient set", e))?;
+    caps::clear(None, CapSet::Inheritable).map_err(|e| err("inheritable set", e))?;
+    caps::set(None, CapSet::Effective, &kept).map_err(|e| err("effective set", e))?;
+    caps::set(None, CapSet::Permitted, &kept).map_err(|e| err("permitted set", e))?;
+    let permitted = caps::read(None, CapSet::Permitted).map_err(|e| err("reading back", e))?;
+    if permitted != kept {
+        return Err(StartupError::new(format!(
+            "capabilities not as expected after dropping: {permitted:?}"
+        )));
+    }
+    Ok(())
+}

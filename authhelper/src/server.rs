@@ -1,0 +1,361 @@
+//! Start-up sequence and the connection loop.
+//!
+//! Order matters: check root, open the log, resolve names, bind (needs
+//! CAP_CHOWN/CAP_FOWNER), drop capabilities, and only then start threads
+//! (capabilities are per thread; every thread inherits the reduced sets).
+
+use crate::audit::{self, Action};
+use crate::cli::Options;
+use crate::listener::{self, BindOptions};
+use crate::pam::{self, PamOutcome, PamRequest};
+use crate::peer::PeerCredentials;
+use crate::policy::Policy;
+use crate::privileges;
+use crate::stats::Stats;
+use crate::throttle::{Key, Throttle};
+use crate::StartupError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UnixStream;
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
+use x2gobroker_protocol::{
+    AuthRequest, ErrorKind, ErrorReply, FrameError, Request, Response, PROTOCOL_VERSION,
+};
+
+/// Longest user name, PAM service or client address accepted.
+const MAX_NAME_LEN: usize = 256;
+
+struct State {
+    policy: Policy,
+    throttle: Throttle,
+    stats: Stats,
+    pam_slots: Arc<Semaphore>,
+    pam_services: Vec<String>,
+    read_timeout: Duration,
+    pam_timeout: Duration,
+}
+
+pub fn run(options: Options) -> Result<(), StartupError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(StartupError::new(
+            "must be started as root (it runs PAM and drops SSH-mode workers to the daemon user)",
+        ));
+    }
+    audit::init(options.foreground, options.debug, &options.syslog_socket);
+    let policy = Policy::new(&options.daemon_user, &options.admin_group)?;
+    let listener = listener::open(&BindOptions {
+        path: &options.socket,
+        owner: &options.socket_owner,
+        group: &options.socket_group,
+        mode: options.socket_mode,
+    })?;
+    privileges::drop_to_kept()?;
+    listener
+        .socket
+        .set_nonblocking(true)
+        .map_err(|e| StartupError::new(format!("socket: {e}")))?;
+
+    let state = Arc::new(State {
+        policy,
+        throttle: Throttle::new(options.throttle_threshold, options.throttle_half_life),
+        stats: Stats::default(),
+        pam_slots: Arc::new(Semaphore::new(options.pam_threads as usize)),
+        pam_services: options.pam_allow_list(),
+        read_timeout: options.read_timeout,
+        pam_timeout: options.pam_timeout,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| StartupError::new(format!("cannot start the runtime: {e}")))?;
+    let max_connections = options.max_connections as usize;
+    let result = runtime.block_on(async {
+        let socket = tokio::net::UnixListener::from_std(
+            listener
+                .socket
+                .try_clone()
+                .map_err(|e| StartupError::new(format!("socket: {e}")))?,
+        )
+        .map_err(|e| StartupError::new(format!("socket: {e}")))?;
+        log::info!(
+            "serving on {} (PAM services {:?}, protocol {PROTOCOL_VERSION})",
+            listener.description,
+            state.pam_services
+        );
+        serve(socket, state, max_connections).await
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(listener);
+    log::info!("stopped");
+    result
+}
+
+async fn serve(
+    socket: tokio::net::UnixListener,
+    state: Arc<State>,
+    max_connections: usize,
+) -> Result<(), StartupError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| StartupError::new(format!("signal handler: {e}")))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| StartupError::new(format!("signal handler: {e}")))?;
+    let connection_slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok((stream, _)) => match connection_slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            handle_connection(stream, &state).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        log::warn!("connection limit ({max_connections}) reached; refusing a connection");
+                        refuse_now(&stream, ErrorKind::Unavailable, "too many connections");
+                    }
+                },
+                Err(e) => {
+                    // E.g. out of descriptors: back off instead of spinning.
+                    log::error!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+        }
+    }
+}
+
+/// Best-effort error frame without waiting (the socket buffer takes it).
+fn refuse_now(stream: &UnixStream, kind: ErrorKind, message: &str) {
+    if let Ok(frame) = x2gobroker_protocol::encode(&Response::Error(ErrorReply::new(kind, message))) {
+        let _ = stream.try_write(&frame);
+    }
+}
+
+async fn handle_connection(mut stream: UnixStream, state: &State) {
+    let peer = match PeerCredentials::of(&stream) {
+        Ok(peer) => peer,
+        Err(e) => {
+            log::warn!("cannot read peer credentials, dropping the connection: {e}");
+            return;
+        }
+    };
+    match read_request(&mut stream, state).await {
+        Ok(Request::Hello { version }) if version == PROTOCOL_VERSION => {
+            let hello = Response::Hello {
+                version: PROTOCOL_VERSION,
+                server_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            if send(&mut stream, state, &hello).await.is_err() {
+                return;
+            }
+        }
+        Ok(Request::Hello { version }) => {
+            log::info!("{peer}: protocol version {version} refused");
+            let kind = ErrorKind::VersionMismatch {
+                supported: PROTOCOL_VERSION,
+            };
+            let _ = send(&mut stream, state, &error(kind, "unsupported protocol version")).await;
+            return;
+        }
+        Ok(_) => {
+            let _ = send(
+                &mut stream,
+                state,
+                &error(ErrorKind::BadRequest, "expected Hello first"),
+            )
+            .await;
+            return;
+        }
+        Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
+    }
+    loop {
+        let request = match read_request(&mut stream, state).await {
+            Ok(request) => request,
+            Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
+        };
+        let response = dispatch(request, &peer, state).await;
+        if send(&mut stream, state, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_request(stream: &mut UnixStream, state: &State) -> Result<Request, FrameError> {
+    timeout(state.read_timeout, read_message::<Request, _>(stream))
+        .await
+        .unwrap_or(Err(FrameError::TimedOut))
+}
+
+async fn send(stream: &mut UnixStream, state: &State, response: &Response) -> Result<(), FrameError> {
+    timeout(state.read_timeout, write_message(stream, response))
+        .await
+        .unwrap_or(Err(FrameError::TimedOut))
+}
+
+/// Malformed input gets an error frame; then the connection is closed,
+/// because after a bad frame the stream position cannot be trusted.
+async fn answer_frame_error(stream: &mut UnixStream, state: &State, peer: &PeerCredentials, e: FrameError) {
+    match e {
+        FrameError::Closed => {}
+        FrameError::TimedOut => {
+            log::info!("{peer}: no complete request within the deadline; closing");
+            refuse_now(stream, ErrorKind::Unavailable, "timed out waiting for a request");
+        }
+        FrameError::Io(_) => log::debug!("{peer}: {e}"),
+        FrameError::TooLarge(_)
+        | FrameError::Truncated
+        | FrameError::TrailingBytes
+        | FrameError::Malformed(_) => {
+            log::info!("{peer}: bad request: {e}");
+            let _ = send(stream, state, &error(ErrorKind::BadRequest, &e.to_string())).await;
+        }
+    }
+}
+
+fn error(kind: ErrorKind, message: &str) -> Response {
+    Response::Error(ErrorReply::new(kind, message))
+}
+
+async fn dispatch(request: Request, peer: &PeerCredentials, state: &State) -> Response {
+    Stats::bump(&state.stats.requests);
+    match request {
+        Request::Hello { .. } => error(ErrorKind::BadRequest, "Hello was already exchanged"),
+        Request::Authenticate(auth) => authenticate(auth, peer, state).await,
+        Request::Status => {
+            if state.policy.may_query_status(peer) {
+                audit::decision(peer, &Action::Status, "granted");
+                Response::Status(state.stats.report())
+            } else {
+                Stats::bump(&state.stats.policy_denials);
+                audit::decision(peer, &Action::Status, "denied by policy");
+                error(
+                    ErrorKind::DeniedByPolicy,
+                    "status is for root and the admin group only",
+                )
+            }
+        }
+        Request::RunSshTask(_) => {
+            audit::decision(peer, &Action::SshTask, "unavailable");
+            error(
+                ErrorKind::Unavailable,
+                "SSH mode not supported by this helper yet",
+            )
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control)
+}
+
+async fn authenticate(request: AuthRequest, peer: &PeerCredentials, state: &State) -> Response {
+    let AuthRequest {
+        user,
+        password,
+        service,
+        client_address,
+    } = request;
+    let service = service.unwrap_or_else(|| state.pam_services[0].clone());
+    let action = Action::Authenticate {
+        user: &user,
+        client_address: client_address.as_deref(),
+        service: &service,
+    };
+    let audit = |outcome: &str| audit::decision(peer, &action, outcome);
+
+    if !state.policy.may_authenticate(peer) {
+        Stats::bump(&state.stats.policy_denials);
+        audit("denied by policy (caller may not authenticate)");
+        return error(
+            ErrorKind::DeniedByPolicy,
+            &format!("uid {} may not request authentication", peer.uid),
+        );
+    }
+    if !state.pam_services.contains(&service) {
+        Stats::bump(&state.stats.policy_denials);
+        audit("denied by policy (PAM service not allowed)");
+        return error(
+            ErrorKind::DeniedByPolicy,
+            "PAM service not on the helper's allow-list",
+        );
+    }
+    if !valid_name(&user) || client_address.as_deref().is_some_and(|a| !valid_name(a)) {
+        audit("bad request");
+        return error(ErrorKind::BadRequest, "invalid user name or client address");
+    }
+
+    let mut keys = vec![Key::User(user.clone())];
+    if let Some(address) = &client_address {
+        keys.push(Key::Address(address.clone()));
+    }
+    if let Some(retry_after_secs) = state.throttle.check(&keys, Instant::now()) {
+        Stats::bump(&state.stats.throttled);
+        audit(&format!("throttled ({retry_after_secs}s)"));
+        return error(
+            ErrorKind::Throttled { retry_after_secs },
+            "too many recent failures",
+        );
+    }
+
+    let _in_flight = state.stats.in_flight();
+    let deadline = Instant::now() + state.pam_timeout;
+    let slot = match tokio::time::timeout_at(deadline.into(), state.pam_slots.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        _ => {
+            audit("unavailable (all PAM slots busy)");
+            return error(ErrorKind::Unavailable, "too many authentications in progress");
+        }
+    };
+    let pam_request = PamRequest {
+        service: service.clone(),
+        user: user.clone(),
+        password,
+        client_address: client_address.clone(),
+    };
+    // The slot moves into the thread: a PAM call that outlives our deadline
+    // still holds it, so stuck PAM calls cannot pile up unbounded threads.
+    let transaction = tokio::task::spawn_blocking(move || {
+        let outcome = pam::authenticate(pam_request);
+        drop(slot);
+        outcome
+    });
+    let outcome = match tokio::time::timeout_at(deadline.into(), transaction).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => PamOutcome::Error(format!("PAM thread failed: {e}")),
+        Err(_) => {
+            Stats::bump(&state.stats.failures);
+            audit("unavailable (PAM timed out)");
+            return error(ErrorKind::Unavailable, "authentication timed out");
+        }
+    };
+    match outcome {
+        PamOutcome::Success => {
+            Stats::bump(&state.stats.successes);
+            state.throttle.record_success(&keys[0]);
+            audit("success");
+            Response::Authenticated
+        }
+        PamOutcome::Refused(reason) => {
+            Stats::bump(&state.stats.failures);
+            state.throttle.record_failure(&keys, Instant::now());
+            audit(&format!("refused ({reason})"));
+            error(ErrorKind::AuthenticationFailed, "authentication failed")
+        }
+        PamOutcome::Error(reason) => {
+            Stats::bump(&state.stats.failures);
+            audit(&format!("error ({reason})"));
+            error(
+                ErrorKind::Unavailable,
+                "PAM could not decide; see the helper's log",
+            )
+        }
+    }
+}
