@@ -121,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    fn repeated_failures_back_off_longer() {
+    fn one_failure_after_release_throttles_again() {
         let t = Throttle::new(3, Duration::from_secs(60));
         let start = Instant::now();
         let k = keys("bob", "10.0.0.2");
@@ -131,8 +131,13 @@ mod tests {
         let first = t.check(&k, start).unwrap();
         let later = start + Duration::from_secs(u64::from(first));
         t.record_failure(&k, later);
-        let second = t.check(&k, later).unwrap();
-        assert!(second >= first, "{second} < {first}");
+        let second = t.check(&k, later).expect("the old failures still count");
+        assert!(second * 2 >= first, "{second} vs {first}");
+        // Much later everything has decayed: threshold - 1 failures are free again.
+        let much_later = later + Duration::from_secs(3600);
+        t.record_failure(&k, much_later);
+        t.record_failure(&k, much_later);
+        assert_eq!(t.check(&k, much_later), None);
     }
 
     #[test]
