@@ -1,0 +1,273 @@
+//! Starting the broker under test (and its PAM service) in an isolated temp dir,
+//! waiting for readiness by polling, and killing and reaping it afterwards.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::scenario::Listen;
+
+/// How long a broker or auth service may take to come up.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// Pause between readiness polls (a poll interval, not a synchronisation sleep).
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The original's interpreter: the system one (`python3` on PATH may lack the module).
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+const ORIGINAL_BROKER: &str = "/usr/bin/x2gobroker";
+const ORIGINAL_AUTHSERVICE: &str = "/usr/sbin/x2gobroker-authservice";
+
+/// The original cannot bind an IPv6 address with `-b` (it brackets the address and
+/// Tornado then fails to resolve `[::1]`). For IPv6 scenarios it is started through
+/// this shim, which only strips the brackets from the parsed bind address.
+const ORIGINAL_IPV6_SHIM: &str = "import sys\n\
+sys.argv[0] = '/usr/bin/x2gobroker'\n\
+import runpy, x2gobroker.utils as u\n\
+_split = u.split_host_address\n\
+def split(host, *a, **k):\n    addr, port = _split(host, *a, **k)\n    return addr.strip('[]'), port\n\
+u.split_host_address = split\n\
+runpy.run_path('/usr/bin/x2gobroker', run_name='__main__')\n";
+
+/// Which broker the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// The Python x2gobroker from the Debian package.
+    Original,
+    /// Our Rust `x2gobroker-daemon`.
+    Ours,
+}
+
+impl BrokerKind {
+    /// From BROKER_UNDER_TEST (`original` or `ours`; default `ours`).
+    pub fn from_env() -> Result<BrokerKind, String> {
+        match std::env::var("BROKER_UNDER_TEST").as_deref() {
+            Err(_) | Ok("") | Ok("ours") => Ok(BrokerKind::Ours),
+            Ok("original") => Ok(BrokerKind::Original),
+            Ok(other) => Err(format!("BROKER_UNDER_TEST={other:?}: expected `original` or `ours`")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerKind::Original => "original",
+            BrokerKind::Ours => "ours",
+        }
+    }
+
+    /// Where this broker keeps dynamic cookies, given the configured cookie-directory.
+    /// The original ignores `cookie-directory` unless it runs as its daemon user and
+    /// uses `~/.x2go/broker-cookies` of the effective user (DESIGN §7).
+    pub fn cookie_dir(self, configured: &Path) -> PathBuf {
+        match self {
+            BrokerKind::Original => effective_user_home().join(".x2go/broker-cookies"),
+            BrokerKind::Ours => configured.to_path_buf(),
+        }
+    }
+}
+
+/// Our binaries: X2GOBROKER_DAEMON_BIN / X2GOBROKER_AUTHHELPER_BIN, else the
+/// workspace target dir (CARGO_TARGET_DIR honoured), debug profile.
+fn our_binary(env_name: &str, file: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_name) {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug").join(file)
+}
+
+pub fn our_daemon() -> PathBuf {
+    our_binary("X2GOBROKER_DAEMON_BIN", "x2gobroker-daemon")
+}
+
+pub fn our_authhelper() -> PathBuf {
+    our_binary("X2GOBROKER_AUTHHELPER_BIN", "x2gobroker-authhelper")
+}
+
+/// Home directory of the effective user, as the original computes it (passwd entry).
+fn effective_user_home() -> PathBuf {
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid))
+        .map(|f| PathBuf::from(f[5]))
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// A per-scenario directory, removed on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> Result<TempDir, String> {
+        let safe: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let path = std::env::temp_dir().join(format!("x2gobroker-compliance-{safe}-{}", super::vars::random_uuid()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        Ok(TempDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A child process that is killed and reaped when dropped, also on test failure.
+pub struct Running {
+    what: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn spawn(what: &str, mut cmd: Command, log: PathBuf) -> Result<Running, String> {
+        let out = File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn().map_err(|e| format!("start {what} ({cmd:?}): {e}"))?;
+        Ok(Running { what: what.to_owned(), child, log })
+    }
+
+    /// Fails if the process has already exited.
+    fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!("{} exited early ({status})\n{}", self.what, self.log_tail())),
+            Err(e) => Err(format!("{}: wait: {e}", self.what)),
+        }
+    }
+
+    /// The last lines of the process's output, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(40);
+        format!("--- {} log (last {} lines) ---\n{}", self.what, lines.len() - start, lines[start..].join("\n"))
+    }
+
+    /// Polls `ready` until it holds, the process dies, or the deadline passes.
+    fn wait_until(&mut self, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if ready() {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                return Err(format!("{} not ready after {START_DEADLINE:?}\n{}", self.what, self.log_tail()));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that is free right now.
+pub fn free_port(listen: Listen) -> Result<u16, String> {
+    let l = TcpListener::bind(loopback(listen, 0)).map_err(|e| format!("bind a free port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+pub fn loopback(listen: Listen, port: u16) -> SocketAddr {
+    match listen {
+        Listen::Ipv4 => SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Listen::Ipv6 => SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+    }
+}
+
+/// Everything the broker process needs.
+pub struct BrokerSetup<'a> {
+    pub kind: BrokerKind,
+    pub dir: &'a Path,
+    pub config: &'a Path,
+    pub profiles: &'a Path,
+    pub auth_socket: &'a Path,
+    pub listen: Listen,
+    pub env: Vec<(String, String)>,
+}
+
+/// Starts the PAM authentication service on `socket`.
+pub fn start_auth_service(kind: BrokerKind, dir: &Path, socket: &Path) -> Result<Running, String> {
+    let mut cmd = match kind {
+        BrokerKind::Original => {
+            let mut c = Command::new(SYSTEM_PYTHON);
+            c.arg(ORIGINAL_AUTHSERVICE).arg("-s").arg(socket).arg("-i");
+            c
+        }
+        BrokerKind::Ours => {
+            let mut c = Command::new(our_authhelper());
+            c.arg("--socket").arg(socket).arg("--foreground");
+            c
+        }
+    };
+    clean_env(&mut cmd);
+    let mut running = Running::spawn("auth service", cmd, dir.join("auth.log"))?;
+    running.wait_until(|| UnixStream::connect(socket).is_ok())?;
+    Ok(running)
+}
+
+/// Starts the broker and waits until its port accepts connections.
+pub fn start_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, String> {
+    let bind = match setup.listen {
+        Listen::Ipv4 => format!("127.0.0.1:{port}"),
+        Listen::Ipv6 => format!("[::1]:{port}"),
+    };
+    let mut cmd = match setup.kind {
+        BrokerKind::Original => {
+            let mut c = Command::new(SYSTEM_PYTHON);
+            match setup.listen {
+                Listen::Ipv4 => c.arg(ORIGINAL_BROKER),
+                Listen::Ipv6 => c.arg("-c").arg(ORIGINAL_IPV6_SHIM),
+            };
+            // -i: log to stderr (our log file) rather than /var/log/x2gobroker.
+            c.args(["-M", "HTTP", "-b", &bind, "-i", "-C"]).arg(setup.config);
+            c
+        }
+        BrokerKind::Ours => {
+            let mut c = Command::new(our_daemon());
+            c.arg("-C").arg(setup.config).arg("-b").arg(&bind);
+            c
+        }
+    };
+    clean_env(&mut cmd);
+    cmd.env("X2GOBROKER_SESSIONPROFILES", setup.profiles)
+        .env("X2GOBROKER_AUTHSERVICE_SOCKET", setup.auth_socket)
+        .env("X2GOBROKER_LOADCHECKER_SOCKET", setup.dir.join("loadchecker.socket"))
+        .env("X2GOBROKER_AGENT_CMD", setup.dir.join("no-such-agent"));
+    for (k, v) in &setup.env {
+        cmd.env(k, v);
+    }
+    let mut running = Running::spawn("broker", cmd, setup.dir.join("broker.log"))?;
+    let addr = loopback(setup.listen, port);
+    running.wait_until(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())?;
+    Ok(running)
+}
+
+/// Drops the caller's broker settings so that only the scenario's apply.
+fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if name.starts_with("X2GOBROKER_") || name == "DAEMON_BIND_ADDRESS" || name.starts_with("PYTHON") {
+            cmd.env_remove(&k);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Compliance suite in the style of sudo-rs: each scenario file runs against the
+//! original x2gobroker (BROKER_UNDER_TEST=original), which proves it right, and
+//! against ours (BROKER_UNDER_TEST=ours, the default), which is held to it.
+//! Deliberate differences (DESIGN §7) carry a reason and per-broker expectations.
+
+pub mod broker;
+pub mod expect;
+pub mod http;
+pub mod runner;
+pub mod scenario;
+pub mod vars;
+
+use std::path::{Path, PathBuf};
+
+/// Directory holding the scenario files.
+pub fn scenario_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("compliance/scenarios")
+}

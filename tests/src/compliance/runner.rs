@@ -1,0 +1,211 @@
+//! Running one scenario against one broker, start to clean-up.
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::broker::{self, BrokerKind, BrokerSetup, Running, TempDir};
+use super::expect;
+use super::http::{self, Outgoing};
+use super::scenario::{Listen, Request, Scenario};
+use super::vars::{self, Vars};
+
+/// Runs the scenario in `path` against `kind`; the error text says what differed.
+pub fn run(kind: BrokerKind, path: &Path) -> Result<(), String> {
+    let scenario = Scenario::load(path)?;
+    let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = TempDir::new(&label)?;
+    let mut cookies = CookieCleanup::new(kind, tmp.path());
+    let result = run_in(kind, &scenario, tmp.path(), &mut cookies);
+    cookies.clean();
+    result.map_err(|e| match &scenario.difference {
+        Some(why) => format!("{e}\n(deliberate difference in this scenario: {why})"),
+        None => e,
+    })
+}
+
+fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieCleanup) -> Result<(), String> {
+    // Listeners for port-scan scenarios live as long as the scenario.
+    let open1 = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let open2 = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let closed = broker::free_port(Listen::Ipv4)?;
+
+    let configured_cookie_dir = dir.join("cookies");
+    std::fs::create_dir_all(&configured_cookie_dir).map_err(|e| e.to_string())?;
+    let cookie_dir = kind.cookie_dir(&configured_cookie_dir);
+
+    let mut v = Vars::default();
+    v.set("dir", dir.to_string_lossy());
+    v.set("cookie_dir", cookie_dir.to_string_lossy());
+    v.set("client_ip", if sc.listen == Listen::Ipv6 { "::1" } else { "127.0.0.1" });
+    v.set("hostname", hostname());
+    v.set("now", format!("{}", vars::unix_now()));
+    for i in 1..=4 {
+        v.set(&format!("uuid{i}"), vars::random_uuid());
+    }
+    v.set("open_port1", port_of(&open1)?.to_string());
+    v.set("open_port2", port_of(&open2)?.to_string());
+    v.set("closed_port", closed.to_string());
+
+    let config = dir.join("x2gobroker.conf");
+    let profiles = dir.join("x2gobroker-sessionprofiles.conf");
+    write(&config, &v.expand(&sc.config)?)?;
+    write(&profiles, &v.expand(&sc.profiles)?)?;
+    for (name, content) in &sc.files {
+        let target = PathBuf::from(v.expand(name)?);
+        let target = if target.is_absolute() { target } else { dir.join(target) };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        cookies.remember_path(&target);
+        write(&target, &v.expand(content)?)?;
+    }
+
+    let auth_dir = dir.join("auth");
+    std::fs::create_dir_all(&auth_dir).map_err(|e| e.to_string())?;
+    let auth_socket = auth_dir.join("authservice.socket");
+    let _auth: Option<Running> =
+        if sc.auth_service { Some(broker::start_auth_service(kind, dir, &auth_socket)?) } else { None };
+
+    let mut env = Vec::new();
+    for (k, val) in &sc.env {
+        env.push((k.clone(), v.expand(val)?));
+    }
+    let setup = BrokerSetup {
+        kind,
+        dir,
+        config: &config,
+        profiles: &profiles,
+        auth_socket: &auth_socket,
+        listen: sc.listen,
+        env,
+    };
+    let port = broker::free_port(sc.listen)?;
+    let running = broker::start_broker(&setup, port)?;
+    let addr = broker::loopback(sc.listen, port);
+
+    for (i, req) in sc.requests.iter().enumerate() {
+        let what = format!("request #{} ({} {}{})", i + 1, req.method, req.path, label_of(req));
+        let outgoing = outgoing(req, &v)?;
+        let timeout = req.timeout_secs.map(Duration::from_secs).unwrap_or(http::DEFAULT_TIMEOUT);
+        let answer =
+            http::send(addr, &outgoing, timeout).map_err(|e| format!("{what}: {e}\n{}", running.log_tail()))?;
+        let exp = req.expect.for_broker(kind);
+        let resp = match (answer, exp.no_answer) {
+            (None, true) => continue,
+            (Some(r), true) => {
+                return Err(format!("{what} against {}: expected no answer, got status {}", kind.name(), r.status))
+            }
+            (None, false) => {
+                return Err(format!("{what} against {}: no answer within {timeout:?}", kind.name()))
+            }
+            (Some(r), false) => r,
+        };
+        cookies.remember_body(&resp.body);
+        let problems = expect::check(&resp, exp, &v).map_err(|e| format!("{what}: scenario error: {e}"))?;
+        if !problems.is_empty() {
+            return Err(format!("{what} against {}:\n  {}\n{}", kind.name(), problems.join("\n  "), running.log_tail()));
+        }
+        for (name, pattern) in &req.capture {
+            let re = expect::multiline(pattern)?;
+            let value = re
+                .captures(&resp.body)
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str().to_owned())
+                .ok_or_else(|| format!("{what}: capture {name}: /{pattern}/ not found in {:?}", resp.body))?;
+            v.set(name, value);
+        }
+    }
+    Ok(())
+}
+
+fn outgoing<'a>(req: &'a Request, v: &Vars) -> Result<Outgoing<'a>, String> {
+    let body = if let Some(raw) = &req.body {
+        Some(v.expand(raw)?)
+    } else if !req.form.is_empty() {
+        let mut parts = Vec::new();
+        for (k, val) in &req.form {
+            parts.push(format!("{}={}", http::form_encode(k), http::form_encode(&v.expand(val)?)));
+        }
+        Some(parts.join("&"))
+    } else {
+        None
+    };
+    let mut headers = Vec::new();
+    let content_type = match &req.content_type {
+        Some(ct) => v.expand(ct)?,
+        None if body.is_some() => "application/x-www-form-urlencoded".to_owned(),
+        None => String::new(),
+    };
+    if !content_type.is_empty() {
+        headers.push(("Content-Type".to_owned(), content_type));
+    }
+    for (k, val) in &req.headers {
+        headers.push((k.clone(), v.expand(val)?));
+    }
+    // The path is static text in the scenario; placeholders there would hide what is sent.
+    Ok(Outgoing { method: &req.method, path: &req.path, headers, body })
+}
+
+fn label_of(req: &Request) -> String {
+    req.name.as_deref().map(|n| format!(", {n}")).unwrap_or_default()
+}
+
+fn write(path: &Path, content: &str) -> Result<(), String> {
+    std::fs::write(path, content).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+fn port_of(l: &TcpListener) -> Result<u16, String> {
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// The host name the original substitutes for `localhost` (socket.gethostname()).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+/// The original writes cookies into the effective user's home, shared by all
+/// scenarios; remove the files this scenario caused (named `<user>_<uuid>`).
+struct CookieCleanup {
+    shared_dir: Option<PathBuf>,
+    uuids: BTreeSet<String>,
+    seeded: Vec<PathBuf>,
+}
+
+impl CookieCleanup {
+    fn new(kind: BrokerKind, tmp: &Path) -> CookieCleanup {
+        let dir = kind.cookie_dir(&tmp.join("cookies"));
+        let shared_dir = if dir.starts_with(tmp) { None } else { Some(dir) };
+        CookieCleanup { shared_dir, uuids: BTreeSet::new(), seeded: Vec::new() }
+    }
+
+    fn remember_path(&mut self, p: &Path) {
+        if self.shared_dir.as_ref().is_some_and(|d| p.starts_with(d)) {
+            self.seeded.push(p.to_path_buf());
+        }
+    }
+
+    fn remember_body(&mut self, body: &str) {
+        if self.shared_dir.is_none() {
+            return;
+        }
+        if let Ok(re) = regex::Regex::new("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}") {
+            self.uuids.extend(re.find_iter(body).map(|m| m.as_str().to_owned()));
+        }
+    }
+
+    fn clean(&self) {
+        let Some(dir) = &self.shared_dir else { return };
+        for p in &self.seeded {
+            let _ = std::fs::remove_file(p);
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if self.uuids.iter().any(|u| name.ends_with(&format!("_{u}"))) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
