@@ -1,1 +1,8 @@
 
+//! System tests for the x2gobroker workspace (run as root).
+
+/// Compliance suite support: scenario files run against the original and against ours.
+pub mod compliance;
+
+/// Auth helper test support: start helper instances on temp sockets, clients, probes.
+pub mod helper;

@@ -80,7 +80,10 @@ fn assert_refused_by_pam(tag: &str, user: &str, password: &str) {
     let status = helper.status();
     assert_eq!((status.counters.successes, status.counters.failures), (0, 1));
     let log = helper.log();
-    assert!(log.contains(&format!("user={user:?}")) && log.contains("outcome=refused"), "{log}");
+    assert!(
+        log.contains(&format!("user={user:?}")) && log.contains("outcome=refused"),
+        "{log}"
+    );
     assert!(!log.contains(password), "password in the log:\n{log}");
 }
 
@@ -111,7 +114,10 @@ fn pam_service_outside_the_allow_list_is_refused() {
     if let Request::Authenticate(auth) = &mut request {
         auth.service = Some("login".into());
     }
-    assert_eq!(refused_kind(helper.client().call(&request)), ErrorKind::DeniedByPolicy);
+    assert_eq!(
+        refused_kind(helper.client().call(&request)),
+        ErrorKind::DeniedByPolicy
+    );
 }
 
 // ---- peer-credential policy ------------------------------------------------
@@ -135,14 +141,25 @@ fn unprivileged_caller_is_refused_by_policy_and_audited() {
 #[test]
 fn daemon_user_is_served() {
     let helper = RunningHelper::start("daemonuser", &[]);
-    let (code, out) = probe_as("x2gobroker", &helper.socket, &["auth", ALICE.0, "192.0.2.7"], ALICE.1);
+    let (code, out) = probe_as(
+        "x2gobroker",
+        &helper.socket,
+        &["auth", ALICE.0, "192.0.2.7"],
+        ALICE.1,
+    );
     assert_eq!((code, out.trim()), (0, "authenticated"));
 }
 
 // ---- malformed input -------------------------------------------------------
 
 fn hello(stream: &mut UnixStream) {
-    write_message(stream, &Request::Hello { version: PROTOCOL_VERSION }).expect("hello");
+    write_message(
+        stream,
+        &Request::Hello {
+            version: PROTOCOL_VERSION,
+        },
+    )
+    .expect("hello");
     match read_message::<Response, _>(stream) {
         Ok(Response::Hello { .. }) => {}
         other => panic!("handshake: {other:?}"),
@@ -212,10 +229,21 @@ fn malformed_input_gets_an_error_or_a_disconnect_and_service_continues() {
 
     // Wrong protocol version.
     let mut s = connect();
-    write_message(&mut s, &Request::Hello { version: PROTOCOL_VERSION + 41 }).unwrap();
+    write_message(
+        &mut s,
+        &Request::Hello {
+            version: PROTOCOL_VERSION + 41,
+        },
+    )
+    .unwrap();
     match read_message::<Response, _>(&mut s) {
         Ok(Response::Error(e)) => {
-            assert_eq!(e.kind, ErrorKind::VersionMismatch { supported: PROTOCOL_VERSION })
+            assert_eq!(
+                e.kind,
+                ErrorKind::VersionMismatch {
+                    supported: PROTOCOL_VERSION
+                }
+            )
         }
         other => panic!("wrong version: {other:?}"),
     }
@@ -268,12 +296,15 @@ fn failing_logins_do_not_delay_another_users_login() {
         .map(|i| {
             let (helper, finished) = (helper.clone(), finished.clone());
             std::thread::spawn(move || {
-                let kind = refused_kind(helper.authenticate(BOB.0, &format!("wrong-{i}"), Some("192.0.2.50")));
+                let kind =
+                    refused_kind(helper.authenticate(BOB.0, &format!("wrong-{i}"), Some("192.0.2.50")));
                 (kind, finished.fetch_add(1, Ordering::SeqCst))
             })
         })
         .collect();
-    wait_until("8 failing logins in flight", || helper.status().counters.in_flight == 8);
+    wait_until("8 failing logins in flight", || {
+        helper.status().counters.in_flight == 8
+    });
     assert_authenticated(helper.authenticate(ALICE.0, ALICE.1, Some("192.0.2.51")));
     let alice_finished = finished.fetch_add(1, Ordering::SeqCst);
     let mut first_failure = usize::MAX;
@@ -290,7 +321,10 @@ fn failing_logins_do_not_delay_another_users_login() {
 
 #[test]
 fn throttling_engages_per_user_and_per_address_only() {
-    let helper = RunningHelper::start("throttle", &["--throttle-threshold", "3", "--throttle-half-life", "600"]);
+    let helper = RunningHelper::start(
+        "throttle",
+        &["--throttle-threshold", "3", "--throttle-half-life", "600"],
+    );
     let bad_address = Some("198.51.100.10");
     for _ in 0..3 {
         assert_eq!(
@@ -339,9 +373,16 @@ fn serves_on_a_socket_handed_over_by_systemd() {
     let mut helper = RunningHelper::spawn(command, dir, handed.clone());
     assert_authenticated(helper.authenticate(ALICE.0, ALICE.1, None));
     assert!(!own.exists(), "the helper bound its own socket");
-    assert!(helper.log().contains("socket passed by systemd"), "{}", helper.log());
+    assert!(
+        helper.log().contains("socket passed by systemd"),
+        "{}",
+        helper.log()
+    );
     assert!(helper.terminate().success());
-    assert!(handed.exists(), "a socket we did not create must not be removed by us");
+    assert!(
+        handed.exists(),
+        "a socket we did not create must not be removed by us"
+    );
 }
 
 #[test]
@@ -350,10 +391,13 @@ fn bound_socket_has_requested_owner_and_mode_and_is_removed_on_exit() {
     let dir = TestDir::new("bind");
     let socket = dir.path("sub/dir/helper.sock");
     let mut command = Command::new(helper_binary());
-    command
-        .arg("--socket")
-        .arg(&socket)
-        .args(["--foreground", "--socket-group", "x2gobroker", "--socket-mode", "0660"]);
+    command.arg("--socket").arg(&socket).args([
+        "--foreground",
+        "--socket-group",
+        "x2gobroker",
+        "--socket-mode",
+        "0660",
+    ]);
     let mut helper = RunningHelper::spawn(command, dir, socket.clone());
     let meta = std::fs::metadata(&socket).unwrap();
     assert!(meta.file_type().is_socket());
@@ -391,14 +435,26 @@ fn capabilities_are_reduced_in_every_thread() {
         .collect();
     assert!(tasks.len() > 1, "expected runtime threads, found {tasks:?}");
     for tid in tasks {
-        assert_eq!(proc_status_hex(pid, Some(tid), "CapEff"), expected, "CapEff of thread {tid}");
-        assert_eq!(proc_status_hex(pid, Some(tid), "CapBnd"), expected, "CapBnd of thread {tid}");
+        assert_eq!(
+            proc_status_hex(pid, Some(tid), "CapEff"),
+            expected,
+            "CapEff of thread {tid}"
+        );
+        assert_eq!(
+            proc_status_hex(pid, Some(tid), "CapBnd"),
+            expected,
+            "CapBnd of thread {tid}"
+        );
     }
 }
 
 fn status_command(helper: &RunningHelper, extra: &[&str]) -> Command {
     let mut command = Command::new(helper_binary());
-    command.arg("--status").arg("--socket").arg(&helper.socket).args(extra);
+    command
+        .arg("--status")
+        .arg("--socket")
+        .arg(&helper.socket)
+        .args(extra);
     command
 }
 
@@ -409,17 +465,34 @@ fn status_is_served_to_root_and_admins_only() {
 
     let out = run_to_exit(status_command(&helper, &[]));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
-    for field in ["version: ", "uptime: ", "requests: ", "successes: 1", "failures: 0", "throttled: 0"] {
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for field in [
+        "version: ",
+        "uptime: ",
+        "requests: ",
+        "successes: 1",
+        "failures: 0",
+        "throttled: 0",
+    ] {
         assert!(text.contains(field), "{field} missing in\n{text}");
     }
-    assert!(text.contains("policy denials: ") && text.contains("in flight: "), "{text}");
+    assert!(
+        text.contains("policy denials: ") && text.contains("in flight: "),
+        "{text}"
+    );
 
     let out = run_to_exit(status_command(&helper, &["--json"]));
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(json["counters"]["successes"], 1);
-    assert!(json["uptime_secs"].is_u64() && json["version"].is_string(), "{json}");
+    assert!(
+        json["uptime_secs"].is_u64() && json["version"].is_string(),
+        "{json}"
+    );
 
     // An ordinary user is refused with a clear message and a non-zero exit.
     let (uid, gid) = user_ids(DAVE.0);
@@ -461,12 +534,32 @@ fn assert_start_fails(extra: &[&str], as_user: Option<&str>, message: &str) {
 #[test]
 fn start_up_errors_are_clear_and_fail() {
     assert_start_fails(&[], Some(DAVE.0), "must be started as root");
-    assert_start_fails(&["--daemon-user", "xbt-no-such-user"], None, "unknown daemon user");
+    assert_start_fails(
+        &["--daemon-user", "xbt-no-such-user"],
+        None,
+        "unknown daemon user",
+    );
     assert!(!group_exists("xbt-no-such-group"));
-    assert_start_fails(&["--admin-group", "xbt-no-such-group"], None, "unknown admin group");
-    assert_start_fails(&["--socket-group", "xbt-no-such-group"], None, "unknown socket group");
-    assert_start_fails(&["--socket", "/proc/version/helper.sock"], None, "is not a directory");
-    assert_start_fails(&["--socket", "/proc/sys/x2gobroker-test/helper.sock"], None, "cannot create directory");
+    assert_start_fails(
+        &["--admin-group", "xbt-no-such-group"],
+        None,
+        "unknown admin group",
+    );
+    assert_start_fails(
+        &["--socket-group", "xbt-no-such-group"],
+        None,
+        "unknown socket group",
+    );
+    assert_start_fails(
+        &["--socket", "/proc/version/helper.sock"],
+        None,
+        "is not a directory",
+    );
+    assert_start_fails(
+        &["--socket", "/proc/sys/x2gobroker-test/helper.sock"],
+        None,
+        "cannot create directory",
+    );
     assert_start_fails(&["--socket", "/etc/passwd"], None, "is not a socket");
     assert_start_fails(&["--throttle-threshold", "0"], None, "throttle-threshold");
 }
@@ -491,7 +584,11 @@ fn audit_lines_reach_the_syslog_socket_with_facility_authpriv() {
     syslog.set_read_timeout(Some(DEADLINE)).unwrap();
     let helper_socket = dir.path("helper.sock");
     let mut command = Command::new(helper_binary());
-    command.arg("--socket").arg(&helper_socket).arg("--syslog-socket").arg(&log_socket);
+    command
+        .arg("--socket")
+        .arg(&helper_socket)
+        .arg("--syslog-socket")
+        .arg(&log_socket);
     let helper = RunningHelper::spawn(command, dir, helper_socket);
     assert_authenticated(helper.authenticate(ALICE.0, ALICE.1, Some("203.0.113.5")));
     let mut lines = Vec::new();
@@ -504,6 +601,9 @@ fn audit_lines_reach_the_syslog_socket_with_facility_authpriv() {
     let audit = lines.last().unwrap();
     // authpriv (10) * 8 + info (6) = 86.
     assert!(audit.starts_with("<86>"), "{audit}");
-    assert!(audit.contains("user=\"xbt-alice\"") && audit.contains("client=\"203.0.113.5\""), "{audit}");
+    assert!(
+        audit.contains("user=\"xbt-alice\"") && audit.contains("client=\"203.0.113.5\""),
+        "{audit}"
+    );
     assert!(lines.iter().all(|l| !l.contains(ALICE.1)));
 }
