@@ -1,0 +1,160 @@
+//! The access check of every request: password (through the backend's
+//! auth mech), pre-shared cookie, dynamic cookies, address and age checks.
+
+use crate::authmech::{authenticate, AuthContext, AuthMech};
+use crate::backend::Backend;
+use crate::cookies::{now, CookieRecord, CookieStore};
+use crate::state::Broker;
+
+/// The outcome: granted or not, and the cookie to hand out next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub granted: bool,
+    pub next_cookie: Option<String>,
+}
+
+impl Access {
+    fn denied() -> Access {
+        Access {
+            granted: false,
+            next_cookie: None,
+        }
+    }
+}
+
+pub struct Credentials<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    pub client_ip: &'a str,
+    /// `authid` as sent; empty when none was sent.
+    pub cookie: &'a str,
+}
+
+pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<'_>) -> Access {
+    let g = &broker.global;
+    let (mut require_password, mut require_cookie) = (g.require_password, g.require_cookie);
+    if !g.check_credentials {
+        log::warn!("deprecated parameter 'check-credentials' used in x2gobroker.conf (use 'require-password' and 'require-cookie' instead)");
+        require_password = false;
+        require_cookie = false;
+    }
+    if !require_password && !require_cookie {
+        return Access {
+            granted: true,
+            next_cookie: None,
+        };
+    }
+    if cred.user == "check-credentials" && cred.password == "FALSE" {
+        return Access::denied();
+    }
+    if cred.cookie.is_empty() && require_cookie {
+        log::debug!("cookie required but none given");
+        return Access::denied();
+    }
+    let static_match = broker.static_cookie.as_deref() == Some(cred.cookie);
+    if !require_password {
+        // Cookie only: the pre-shared cookie is what the client keeps using.
+        return Access {
+            granted: static_match,
+            next_cookie: broker.static_cookie.clone(),
+        };
+    }
+    let store = CookieStore::new(&g.cookie_directory);
+    if let Err(e) = store.ensure_dir() {
+        log::warn!(
+            "could not create cookie-directory {}: {e}; failing to authenticate",
+            g.cookie_directory.display()
+        );
+        return Access::denied();
+    }
+    if static_match || cred.cookie.is_empty() {
+        // Password authentication (with require-cookie, after the
+        // pre-shared cookie matched: both are required).
+        let mech_name = Backend::auth_mech_name(broker.backend_config(backend), g);
+        let ctx = AuthContext {
+            authservice_socket: &broker.env.authservice_socket,
+            https_get: &broker.https_get,
+            client_address: Some(cred.client_ip.to_owned()).filter(|s| !s.is_empty()),
+        };
+        let ok = match AuthMech::from_name(&mech_name) {
+            Some(mech) => authenticate(mech, cred.user, cred.password, &ctx).await,
+            None => false,
+        };
+        if !ok {
+            log::warn!(
+                "authentication failed for user {} at ip {}",
+                cred.user,
+                cred.client_ip
+            );
+            return Access::denied();
+        }
+        log::warn!(
+            "authentication succeeded for user {} at ip {}",
+            cred.user,
+            cred.client_ip
+        );
+        let record = CookieRecord {
+            client_ip: cred.client_ip.to_owned(),
+            issued: now(),
+        };
+        let next_cookie = if cred.user.is_empty() {
+            Some(crate::cookies::new_cookie())
+        } else {
+            match store.issue(cred.user, &record) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log::error!("cannot store a cookie for user {}: {e}", cred.user);
+                    return Access::denied();
+                }
+            }
+        };
+        if !cred.cookie.is_empty() {
+            store.remove(cred.user, cred.cookie);
+        }
+        return Access {
+            granted: true,
+            next_cookie,
+        };
+    }
+    // A dynamic cookie from an earlier password authentication.
+    let Some(record) = store.read(cred.user, cred.cookie) else {
+        log::debug!(
+            "user {} from {} presented a cookie which is not recognized",
+            cred.user,
+            cred.client_ip
+        );
+        return Access::denied();
+    };
+    if g.verify_ip && record.client_ip != cred.client_ip {
+        // Refused, but the rightful owner's cookie stays valid.
+        log::debug!(
+            "IPs differ (new: {} old: {}) - rejecting user {}",
+            cred.client_ip,
+            record.client_ip,
+            cred.user
+        );
+        return Access::denied();
+    }
+    store.remove(cred.user, cred.cookie);
+    if now() - record.issued > g.auth_timeout as f64 {
+        log::debug!("too much time elapsed since the original authentication - rejecting user");
+        return Access::denied();
+    }
+    let next = if g.use_static_cookie {
+        cred.cookie.to_owned()
+    } else {
+        crate::cookies::new_cookie()
+    };
+    let kept = CookieRecord {
+        client_ip: cred.client_ip.to_owned(),
+        issued: record.issued,
+    };
+    if let Err(e) = store.write(cred.user, &next, &kept) {
+        log::error!("cannot store a cookie for user {}: {e}", cred.user);
+        return Access::denied();
+    }
+    Access {
+        granted: true,
+        next_cookie: Some(next),
+    }
+}

@@ -1,0 +1,437 @@
+//! The command line of `x2gobroker` and `x2gobroker-daemon` (the options of
+//! the original), start-up of the HTTP(S) daemon, and `--check-config`.
+
+use crate::config::Environment;
+use crate::profiles::split_host_address;
+use crate::state::{Broker, Shared};
+use clap::Parser;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "X2Go Session Broker (Standalone Daemon)",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Mode of the X2Go Session Broker to run in (available: SSH, HTTP)
+    #[arg(short = 'M', long = "mode", value_name = "BROKER_MODE")]
+    pub mode: Option<String>,
+    /// Specify a special configuration file name (default: X2GOBROKER_CONFIG)
+    #[arg(short = 'C', long = "config-file", value_name = "CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Enable debugging code; also allow testing in a web browser (GET)
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+    /// Force output of log messages to stderr (implies --debug)
+    #[arg(short = 'i', long = "debug-interactively")]
+    pub debug_interactively: bool,
+    /// The [address:]port that the http-engine shall bind to (default: 0.0.0.0:8080)
+    #[arg(short = 'b', long = "bind", value_name = "BIND_ADDRESS")]
+    pub bind: Option<String>,
+    /// Detach from the terminal and run in the background
+    #[arg(short = 'D', long = "daemonize")]
+    pub daemonize: bool,
+    /// Alternative file path for the daemon's PID file
+    #[arg(
+        short = 'P',
+        long = "pidfile",
+        default_value = "/run/x2gobroker/x2gobroker-daemon.pid"
+    )]
+    pub pidfile: PathBuf,
+    /// Directory for the stdout and stderr log files of a daemonized process
+    #[arg(short = 'L', long = "logdir", default_value = "/var/log/x2gobroker/")]
+    pub logdir: PathBuf,
+    /// Drop privileges to X2GOBROKER_DAEMON_USER / X2GOBROKER_DAEMON_GROUP (root only)
+    #[arg(long = "drop-privileges")]
+    pub drop_privileges: bool,
+    /// Validate the configuration and the session profiles, then exit
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+    /// broker task (listsessions, selectsession, setpass, testcon)
+    #[arg(long = "task", value_name = "BROKER_TASK")]
+    pub task: Option<String>,
+    /// Operate on behalf of this X2Go Broker user name
+    #[arg(long = "user", value_name = "USER_NAME")]
+    pub user: Option<String>,
+    /// Operate on behalf of this X2Go Server user name
+    #[arg(long = "login", value_name = "LOGIN_NAME")]
+    pub login: Option<String>,
+    /// not-yet supported feature, ignored
+    #[arg(long = "event", value_name = "EVENT_NAME")]
+    pub event: Option<String>,
+    /// Pre-shared (dynamic) authentication ID
+    #[arg(
+        long = "auth-cookie",
+        visible_alias = "next-authid",
+        alias = "authid",
+        value_name = "AUTH_ID"
+    )]
+    pub auth_cookie: Option<String>,
+    /// for task: the profile ID selected from the list of available session profiles
+    #[arg(long = "profile-id", visible_alias = "sid", value_name = "PROFILE_ID")]
+    pub profile_id: Option<String>,
+    /// select a non-default broker backend
+    #[arg(long = "backend", value_name = "BROKER_BACKEND")]
+    pub backend: Option<String>,
+    /// Event information after `--`
+    #[arg(last = true)]
+    pub event_args: Vec<String>,
+}
+
+struct StderrLogger {
+    level: log::LevelFilter,
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.level
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("x2gobroker - {} - {}", r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn init_logging(debug: bool) {
+    let level = if debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    let logger = Box::leak(Box::new(StderrLogger { level }));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// The bind address as the original reads it (`[address:]port`, default
+/// 0.0.0.0:8080).
+pub fn parse_bind(bind: &str) -> Result<SocketAddr, String> {
+    let (address, port) = split_host_address(bind, 8080);
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = address
+        .parse()
+        .map_err(|_| format!("invalid bind address '{bind}' (need an IP address and port)"))?;
+    let port = u16::try_from(port).map_err(|_| format!("invalid port in bind address '{bind}'"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Entry point of both binaries; `program` is the executable's base name.
+pub fn main(program: &str) -> ExitCode {
+    let cli = Cli::parse();
+    let debug = cli.debug || cli.debug_interactively;
+    let mut env = match Environment::from_process(program) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(c) = &cli.config_file {
+        env.config_file = c.clone();
+    }
+    if debug {
+        env.debug = true;
+    }
+    init_logging(env.debug);
+    if cli.check_config {
+        return check_config(&env);
+    }
+    let mode = match &cli.mode {
+        Some(m) => m.to_uppercase(),
+        None if cli.daemonize || program == "x2gobroker-daemon" => "HTTP".into(),
+        None => "SSH".into(),
+    };
+    if mode != "SSH" && mode != "HTTP" {
+        log::error!("Invalid mode selected. Available: SSH or HTTP.");
+        return ExitCode::from(255);
+    }
+    if mode == "SSH" && program != "x2gobroker-daemon" && !cli.daemonize {
+        if cli.event.is_some() {
+            log::warn!("X2Go client sent an event; events are not supported, ignoring it");
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("{program}: SSH mode is not implemented yet");
+        return ExitCode::from(2);
+    }
+    for (given, name) in [
+        (cli.user.is_some(), "--user"),
+        (cli.auth_cookie.is_some(), "--auth-cookie"),
+        (cli.task.is_some(), "--task"),
+        (cli.profile_id.is_some(), "--profile-id"),
+    ] {
+        if given {
+            log::warn!("ignoring non-valid option {name} for broker mode HTTP...");
+        }
+    }
+    let bind_text = cli.bind.clone().unwrap_or_else(|| env.bind_address.clone());
+    let addr = match parse_bind(&bind_text) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if cli.daemonize {
+        return daemonize(&cli);
+    }
+    let broker = match Broker::load(&env) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{program}: configuration error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &broker.warnings {
+        log::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{program}: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(serve(env, broker, addr, cli.drop_privileges))
+}
+
+fn check_config(env: &Environment) -> ExitCode {
+    match Broker::load(env) {
+        Ok(broker) => {
+            for w in &broker.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}: {} session profiles in {}",
+                broker.config_path.display(),
+                broker.profiles.profiles.len(),
+                broker.profiles_path.display()
+            );
+            if broker.warnings.is_empty() {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            } else {
+                println!("configuration has problems");
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Starts this program again in the background (without -D) with its
+/// output in the log directory, writes the PID file and returns.
+fn daemonize(cli: &Cli) -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let child_args: Vec<&String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| *a != "-D" && *a != "--daemonize")
+        .collect();
+    let logdir = &cli.logdir;
+    if let Err(e) = std::fs::create_dir_all(logdir) {
+        eprintln!(
+            "Insufficent privileges. Cannot create directory for stdout/stderr log files: {} ({e})",
+            logdir.display()
+        );
+        return ExitCode::from(253);
+    }
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logdir.join(name))
+    };
+    let (Ok(out), Ok(err)) = (open("x2gobroker-daemon.stdout"), open("x2gobroker-daemon.stderr")) else {
+        eprintln!(
+            "Insufficent privileges. Cannot create stdout/stderr log files in {}",
+            logdir.display()
+        );
+        return ExitCode::from(253);
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("cannot find my own executable");
+        return ExitCode::from(1);
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&child_args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    if args.first().map(|a| a.ends_with("x2gobroker-daemon")) != Some(true) {
+        cmd.args(["-M", "HTTP"]);
+    }
+    match cmd.spawn() {
+        Ok(child) => {
+            if let Some(dir) = cli.pidfile.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Err(e) = std::fs::write(&cli.pidfile, format!("{}\n", child.id())) {
+                eprintln!("Cannot write PID file {}: {e}", cli.pidfile.display());
+                return ExitCode::from(253);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot start the daemon: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn drop_privileges(env: &Environment) -> Result<(), String> {
+    use nix::unistd::{setgid, setgroups, setuid, Group, User};
+    if !nix::unistd::getuid().is_root() {
+        return Ok(());
+    }
+    let user = User::from_name(&env.daemon_user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("no such user {}", env.daemon_user))?;
+    let group = Group::from_name(&env.daemon_group)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("no such group {}", env.daemon_group))?;
+    setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    setgid(group.gid).map_err(|e| format!("setgid: {e}"))?;
+    setuid(user.uid).map_err(|e| format!("setuid: {e}"))?;
+    if setuid(nix::unistd::Uid::from_raw(0)).is_ok() {
+        return Err("privileges could be regained after dropping them".into());
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    log::info!("shutting down");
+}
+
+async fn serve(env: Environment, broker: Broker, addr: SocketAddr, drop: bool) -> ExitCode {
+    log::info!("X2Go Session Broker (Rust), HTTP mode");
+    log::info!("  X2GOBROKER_DAEMON_USER: {}", env.daemon_user);
+    log::info!("  X2GOBROKER_DEBUG: {}", env.debug);
+    log::info!("  X2GOBROKER_CONFIG: {}", env.config_file.display());
+    log::info!("  X2GOBROKER_DEFAULT_BACKEND: {}", env.default_backend);
+    log::info!(
+        "  X2GOBROKER_AUTHSERVICE_SOCKET: {}",
+        env.authservice_socket.display()
+    );
+    log::info!("  X2GOBROKER_SSL_CERTFILE: {}", env.ssl_certfile);
+    log::info!("  X2GOBROKER_SSL_KEYFILE: {}", env.ssl_keyfile);
+    log::info!("  DAEMON_BIND_ADDRESS: {addr}");
+    let shared = Shared::new(broker);
+    let routes = crate::web::routes(shared.clone());
+    let tls = !env.ssl_certfile.is_empty() && !env.ssl_keyfile.is_empty();
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if tls {
+        match warp::serve(routes)
+            .tls()
+            .cert_path(&env.ssl_certfile)
+            .key_path(&env.ssl_keyfile)
+            .try_bind_with_graceful_shutdown(addr, shutdown_signal())
+        {
+            Ok((bound, fut)) => {
+                log::info!("listening on https://{bound}");
+                Box::pin(fut)
+            }
+            Err(e) => {
+                eprintln!("cannot serve HTTPS on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        match warp::serve(routes).try_bind_with_graceful_shutdown(addr, shutdown_signal()) {
+            Ok((bound, fut)) => {
+                log::info!("listening on http://{bound}");
+                Box::pin(fut)
+            }
+            Err(e) => {
+                eprintln!("cannot listen on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    if drop {
+        if let Err(e) = drop_privileges(&env) {
+            eprintln!("cannot drop privileges: {e}");
+            return ExitCode::from(1);
+        }
+        log::info!("dropped privileges to {}:{}", env.daemon_user, env.daemon_group);
+    }
+    let watcher = tokio::spawn(crate::reload::watch(shared, env));
+    server.await;
+    watcher.abort();
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!(parse_bind("").unwrap(), "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(
+            parse_bind("127.0.0.1:18080").unwrap(),
+            "127.0.0.1:18080".parse().unwrap()
+        );
+        assert_eq!(parse_bind("9000").unwrap(), "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(parse_bind("*:9000").unwrap(), "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(parse_bind("[::1]:8443").unwrap(), "[::1]:8443".parse().unwrap());
+        assert!(parse_bind("nonsense:1").is_err());
+    }
+
+    #[test]
+    fn cli_accepts_the_originals_options() {
+        let cli = Cli::try_parse_from([
+            "x2gobroker",
+            "-M",
+            "HTTP",
+            "-C",
+            "/x.conf",
+            "-d",
+            "-b",
+            "1.2.3.4:5",
+            "--next-authid",
+            "c",
+            "--sid",
+            "p",
+            "--backend",
+            "inifile",
+            "--task",
+            "listsessions",
+            "--",
+            "ev",
+        ])
+        .unwrap();
+        assert_eq!(cli.mode.as_deref(), Some("HTTP"));
+        assert_eq!(cli.auth_cookie.as_deref(), Some("c"));
+        assert_eq!(cli.profile_id.as_deref(), Some("p"));
+        assert_eq!(cli.event_args, vec!["ev"]);
+        let cli = Cli::try_parse_from(["x2gobroker", "--authid", "z"]).unwrap();
+        assert_eq!(cli.auth_cookie.as_deref(), Some("z"));
+    }
+}

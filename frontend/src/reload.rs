@@ -1,0 +1,99 @@
+//! Configuration reloads: the files are watched (modification time, size,
+//! inode) and SIGHUP forces a reload. A configuration that fails to load
+//! leaves the last good one in place. Expired cookies are swept too.
+
+use crate::config::Environment;
+use crate::cookies::CookieStore;
+use crate::state::{Broker, Shared};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub const COOKIE_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &PathBuf) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
+    files.iter().map(stamp).collect()
+}
+
+/// Loads the configuration again; on success it replaces the current one.
+pub fn reload(shared: &Shared, env: &Environment) -> bool {
+    match Broker::load(env) {
+        Ok(broker) => {
+            for w in &broker.warnings {
+                log::warn!("{w}");
+            }
+            log::info!(
+                "configuration loaded: {} ({} session profiles from {})",
+                broker.config_path.display(),
+                broker.profiles.profiles.len(),
+                broker.profiles_path.display()
+            );
+            shared.replace(broker);
+            true
+        }
+        Err(e) => {
+            log::error!("configuration not reloaded, keeping the last good one: {e}");
+            false
+        }
+    }
+}
+
+/// Runs forever: polls the watched files and listens for SIGHUP.
+pub async fn watch(shared: Shared, env: Environment) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::error!("cannot listen for SIGHUP: {e}");
+            None
+        }
+    };
+    let mut files = shared.current().watched_files();
+    let mut seen = stamps(&files);
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    let mut last_sweep = std::time::Instant::now();
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        let now = stamps(&files);
+        if forced || now != seen {
+            if forced {
+                log::info!("SIGHUP: reloading the configuration");
+            }
+            let env = env.clone();
+            let shared2 = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || reload(&shared2, &env)).await;
+            // Remember the state we tried, good or bad, so a broken file
+            // is reported once per change.
+            files = shared.current().watched_files();
+            seen = stamps(&files);
+        }
+        if last_sweep.elapsed() >= COOKIE_SWEEP_INTERVAL {
+            last_sweep = std::time::Instant::now();
+            let broker = shared.current();
+            let store = CookieStore::new(&broker.global.cookie_directory);
+            let timeout = broker.global.auth_timeout;
+            let _ = tokio::task::spawn_blocking(move || {
+                let n = store.remove_expired(timeout);
+                if n > 0 {
+                    log::info!("removed {n} expired cookies");
+                }
+            })
+            .await;
+        }
+    }
+}

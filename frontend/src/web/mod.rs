@@ -1,0 +1,403 @@
+//! The HTTP(S) front end: routing, request parsing, the broker tasks shared
+//! by the `plain` and `json` outputs, and the warp server.
+
+pub mod form;
+pub mod json;
+pub mod plain;
+
+use crate::access::{check_access, Access, Credentials};
+use crate::backend::Backend;
+use crate::nameservice;
+use crate::profiles::{self, Profile};
+use crate::select::{self, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
+use crate::state::{Broker, Shared};
+use bytes::{Buf, Bytes};
+use form::{Form, FormError};
+use std::cell::OnceCell;
+use std::net::{IpAddr, SocketAddr};
+use warp::http::{Method, Response, StatusCode};
+use warp::hyper::Body;
+use warp::Filter;
+
+/// Largest request body we read.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+pub const TEXT_JSON: &str = "text/json; charset=utf-8";
+pub const TEXT_HTML: &str = "text/html; charset=UTF-8";
+
+/// A finished answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    /// `Expires: +1h`, sent with the outputs' successful answers.
+    pub expires: bool,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn ok(content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status: 200,
+            content_type,
+            expires: true,
+            body,
+        }
+    }
+
+    /// tornado's error page, which the original sends for every error.
+    pub fn error(status: u16) -> Reply {
+        let reason = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Unknown");
+        Reply {
+            status,
+            content_type: TEXT_HTML,
+            expires: false,
+            body: format!("<html><title>{status}: {reason}</title><body>{status}: {reason}</body></html>"),
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut builder = Response::builder()
+            .status(self.status)
+            .header("Content-Type", self.content_type);
+        if self.expires {
+            builder = builder.header("Expires", "+1h");
+        }
+        builder
+            .body(Body::from(self.body))
+            .unwrap_or_else(|_| Response::new(Body::empty()))
+    }
+}
+
+/// An incoming request, transport details removed.
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub body: Bytes,
+    pub remote: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    Plain,
+    Json,
+}
+
+/// The fields of a broker request.
+pub struct Fields {
+    pub user: String,
+    pub login: String,
+    pub password: String,
+    pub authid: String,
+    pub pubkey: String,
+    pub task: String,
+    pub profile_id: String,
+}
+
+fn form_error(e: FormError) -> Reply {
+    log::info!("bad request: {e:?}");
+    Reply::error(400)
+}
+
+/// Percent-decoding of the URL path (tornado unquotes path arguments).
+fn decode_path(path: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(path.len());
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub async fn handle(shared: &Shared, req: Request) -> Reply {
+    let Some(path) = decode_path(&req.path) else {
+        return Reply::error(400);
+    };
+    let broker = shared.current();
+    let (kind, rest) = if let Some(rest) = path.strip_prefix("/plain/") {
+        (OutputKind::Plain, rest)
+    } else if let Some(rest) = path.strip_prefix("/json/") {
+        (OutputKind::Json, rest)
+    } else if path == "/" {
+        return match req.method {
+            Method::GET => Reply {
+                status: 200,
+                content_type: TEXT_HTML,
+                expires: false,
+                body: "<body><html><h1>X2Go Session Broker</h1><p>It works...</p></body></html>".into(),
+            },
+            _ => Reply::error(405),
+        };
+    } else if path.starts_with("/pubkeys") && path["/pubkeys".len()..].bytes().all(|b| b == b'/') {
+        // No broker SSH keys are published (agent mode SSH is not there yet).
+        return match req.method {
+            Method::GET => Reply {
+                status: 200,
+                content_type: TEXT_HTML,
+                expires: false,
+                body: String::new(),
+            },
+            _ => Reply::error(405),
+        };
+    } else {
+        return Reply::error(404);
+    };
+    match req.method {
+        Method::POST => {}
+        Method::GET if broker.env.debug => {
+            log::warn!("GET http request detected, if unwanted: disable X2GOBROKER_DEBUG");
+        }
+        _ => return Reply::error(405),
+    }
+    let name = if rest.is_empty() {
+        broker.env.default_backend.as_str()
+    } else {
+        rest.trim_end_matches('/').split('/').next().unwrap_or("")
+    };
+    let Some(backend) = Backend::from_name(name) else {
+        log::error!("No such broker backend '{name}'");
+        return Reply::error(404);
+    };
+    let enabled_output = match kind {
+        OutputKind::Plain => broker.global.enable_plain_output,
+        OutputKind::Json => broker.global.enable_json_output,
+    };
+    if !enabled_output {
+        log::error!("The WebUI '{kind:?}' is not enabled in the global broker configuration");
+        return Reply::error(404);
+    }
+    if !broker.backend_config(backend).enable {
+        log::error!("The broker backend '{}' is not enabled", backend.name());
+        return Reply::error(404);
+    }
+    let mut form = Form::default();
+    if let Err(e) = form
+        .add_urlencoded(req.query.as_bytes())
+        .and_then(|_| form.add_urlencoded(&req.body))
+    {
+        return form_error(e);
+    }
+    let fields = match read_fields(&form, kind) {
+        Ok(f) => f,
+        Err(e) => return form_error(e),
+    };
+    let Some(remote) = req.remote else {
+        log::error!("client could not provide an IP address, pretending: 404 Not Found");
+        return Reply::error(404);
+    };
+    let ip = remote.ip();
+    let ip_text = ip.to_string();
+    log::info!("client address is {ip_text}");
+    let access = check_access(
+        &broker,
+        backend,
+        &Credentials {
+            user: &fields.user,
+            password: &fields.password,
+            client_ip: &ip_text,
+            cookie: &fields.authid,
+        },
+    )
+    .await;
+    if !access.granted {
+        return Reply::error(401);
+    }
+    let ctx = TaskContext {
+        broker: &broker,
+        backend,
+        fields: &fields,
+        client: ip,
+        access,
+    };
+    match kind {
+        OutputKind::Plain => plain::respond(&ctx).await,
+        OutputKind::Json => json::respond(&ctx).await,
+    }
+}
+
+fn read_fields(form: &Form, kind: OutputKind) -> Result<Fields, FormError> {
+    let user = form.get("user", "")?;
+    let mut login = form.get("login", "")?;
+    if login.is_empty() {
+        login = user.clone();
+    }
+    let profile_id = match kind {
+        OutputKind::Plain => form.get("sid", "")?,
+        OutputKind::Json => {
+            let pid = form.get("profile-id", "")?;
+            form.get("sid", &pid)?
+        }
+    };
+    Ok(Fields {
+        user,
+        login,
+        password: form.get_unstripped("password")?,
+        authid: form.get("authid", "")?,
+        pubkey: form.get("pubkey", "")?,
+        task: form.get("task", "")?,
+        profile_id,
+    })
+}
+
+/// A task could not be carried out (answered with 500, as the original).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskFailed;
+
+/// What a task needs after access was granted.
+pub struct TaskContext<'a> {
+    pub broker: &'a Broker,
+    pub backend: Backend,
+    pub fields: &'a Fields,
+    pub client: IpAddr,
+    pub access: Access,
+}
+
+/// The profiles a user may see, sorted by ID; the ID to show with each.
+pub enum ProfileList<'a> {
+    Inifile(Vec<&'a Profile>),
+    Zeroconf(Box<Profile>, String),
+}
+
+impl TaskContext<'_> {
+    /// Err when the profile file holds a profile that cannot be
+    /// rendered (the original fails every listing then).
+    pub fn visible_profiles(&self) -> Result<ProfileList<'_>, TaskFailed> {
+        match self.backend {
+            Backend::Zeroconf => Ok(ProfileList::Zeroconf(
+                Box::new(profiles::zeroconf_profile(&self.broker.zeroconf.desktop_shell)),
+                crate::cookies::new_cookie(),
+            )),
+            Backend::Inifile => {
+                let set = &self.broker.profiles;
+                if let Some(e) = set.profiles.iter().find_map(|p| p.error.as_ref()) {
+                    log::error!("cannot list profiles: {e}");
+                    return Err(TaskFailed);
+                }
+                let user = self.fields.user.as_str();
+                let groups = OnceCell::new();
+                let include_primary = !self.broker.global.ignore_primary_group_memberships;
+                Ok(ProfileList::Inifile(
+                    set.profiles
+                        .iter()
+                        .filter(|p| {
+                            p.acl.permits(user, Some(self.client), |u| {
+                                groups
+                                    .get_or_init(|| nameservice::user_groups(u, include_primary))
+                                    .clone()
+                            })
+                        })
+                        .collect(),
+                ))
+            }
+        }
+    }
+
+    /// selectsession for the requested profile.
+    pub async fn select(&self) -> Result<Selected, TaskFailed> {
+        if self.backend == Backend::Zeroconf {
+            return Ok(select::zeroconf_selection());
+        }
+        let Some(profile) = self.broker.profiles.get(&self.fields.profile_id) else {
+            return Ok(select::no_such_profile());
+        };
+        // DESIGN §7: selectsession applies the profile's ACLs.
+        let include_primary = !self.broker.global.ignore_primary_group_memberships;
+        if !profile.acl.permits(&self.fields.user, Some(self.client), |u| {
+            nameservice::user_groups(u, include_primary)
+        }) {
+            log::warn!(
+                "user {} may not use profile {}, no server handed out",
+                self.fields.user,
+                profile.id
+            );
+            return Ok(select::no_such_profile());
+        }
+        let g = &self.broker.global;
+        let mode = profile
+            .broker
+            .agent_query_mode
+            .clone()
+            .or_else(|| self.broker.inifile.agent_query_mode.clone())
+            .unwrap_or_else(|| g.default_agent_query_mode.clone());
+        let opts = SelectOptions {
+            mode: AgentQueryMode::parse(&mode),
+            portscan: profile.broker.portscan_x2goservers.unwrap_or(false) || g.default_portscan_x2goservers,
+            local_hostname: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
+        };
+        select::select_session(&profile.selection, &opts, &TcpPortScanner)
+            .await
+            .map_err(|e| {
+                log::error!("selectsession: {}", e.0);
+                TaskFailed
+            })
+    }
+}
+
+async fn read_body(
+    stream: impl futures_util::Stream<Item = Result<impl Buf, warp::Error>>,
+) -> Result<Bytes, u16> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    futures_util::pin_mut!(stream);
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|_| 400u16)?;
+        if body.len() + chunk.remaining() > MAX_BODY {
+            return Err(413);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(body))
+}
+
+/// The warp filter serving every path.
+pub fn routes(
+    shared: Shared,
+) -> impl Filter<Extract = (Response<Body>,), Error = std::convert::Infallible> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method, path: warp::path::FullPath, query: String, remote, stream| {
+                let shared = shared.clone();
+                async move {
+                    let body = match read_body(stream).await {
+                        Ok(b) => b,
+                        Err(status) => return Reply::error(status).into_response(),
+                    };
+                    let req = Request {
+                        method,
+                        path: path.as_str().to_owned(),
+                        query,
+                        body,
+                        remote,
+                    };
+                    handle(&shared, req).await.into_response()
+                }
+            },
+        )
+        .recover(|_| async { Ok::<_, std::convert::Infallible>(Reply::error(400).into_response()) })
+        .unify()
+}

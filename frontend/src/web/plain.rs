@@ -1,0 +1,49 @@
+//! The `plain` output (X2Go Client): line-based text.
+
+use super::{ProfileList, Reply, TaskContext, TEXT_PLAIN};
+
+pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
+    let mut out = String::new();
+    if let Some(cookie) = &ctx.access.next_cookie {
+        out.push_str("AUTHID:");
+        out.push_str(cookie);
+        out.push('\n');
+    }
+    out.push_str("Access granted\n");
+    let user = ctx.fields.user.as_str();
+    match ctx.fields.task.as_str() {
+        "testcon" => return Reply::ok(TEXT_PLAIN, "OK".into()),
+        "listsessions" => match ctx.visible_profiles() {
+            Err(_) => return Reply::error(500),
+            Ok(ProfileList::Inifile(list)) => {
+                if !list.is_empty() {
+                    out.reserve(list.len() * 700);
+                    out.push_str("START_USER_SESSIONS\n\n");
+                    for p in list {
+                        p.render_plain(&mut out, user);
+                    }
+                    out.push_str("END_USER_SESSIONS\n");
+                }
+            }
+            Ok(ProfileList::Zeroconf(p, id)) => {
+                out.push_str("START_USER_SESSIONS\n\n");
+                p.render_plain_as(&mut out, &id, user);
+                out.push_str("END_USER_SESSIONS\n");
+            }
+        },
+        "selectsession" if !ctx.fields.profile_id.is_empty() => match ctx.select().await {
+            Err(_) => return Reply::error(500),
+            Ok(sel) => {
+                out.push_str(&format!("SERVER:{}:{}\n", sel.server, sel.port));
+                if let Some(key) = &sel.private_key {
+                    out.push_str(key);
+                }
+                if let Some(info) = &sel.session_info {
+                    out.push_str(&format!("SESSION_INFO:{info}\n"));
+                }
+            }
+        },
+        _ => {}
+    }
+    Reply::ok(TEXT_PLAIN, out)
+}
