@@ -270,6 +270,26 @@ fn malformed_input_gets_an_error_or_a_disconnect_and_service_continues() {
 }
 
 #[test]
+fn connections_beyond_the_limit_are_refused_and_slots_come_back() {
+    let helper = RunningHelper::start("maxconn", &["--max-connections", "2"]);
+    let first = helper.client();
+    let second = helper.client();
+    let third = UnixStream::connect(&helper.socket).expect("connect");
+    let seen = expect_error_or_disconnect(third);
+    assert!(
+        seen.contains("too many connections") || seen == "disconnected",
+        "{seen}"
+    );
+    drop((first, second));
+    // The helper notices the closed connections asynchronously: poll.
+    wait_until("a free connection slot", || {
+        x2gobroker_protocol::client::blocking::Client::connect(&helper.socket, DEADLINE)
+            .and_then(|mut c| c.call(&auth_request(ALICE.0, ALICE.1, None)))
+            .is_ok()
+    });
+}
+
+#[test]
 fn ssh_tasks_are_not_served_yet() {
     let helper = RunningHelper::start("sshtask", &[]);
     let request = Request::RunSshTask(SshTaskRequest {

@@ -108,8 +108,11 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(label: &str) -> Result<TempDir, String> {
-        let safe: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-        let path = std::env::temp_dir().join(format!("x2gobroker-compliance-{safe}-{}", super::vars::random_uuid()));
+        // Short: the auth socket lives inside, and AF_UNIX paths are limited to 107 bytes.
+        let safe: String =
+            label.chars().take(24).map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let unique = &super::vars::random_uuid()[..8];
+        let path = std::env::temp_dir().join(format!("xbc-{safe}-{unique}"));
         std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
         Ok(TempDir { path })
     }

@@ -34,8 +34,8 @@ pub struct Outgoing<'a> {
     pub body: Option<String>,
 }
 
-/// Sends one request and reads the whole answer; `None` when no complete answer
-/// came within `timeout` (the original leaves some requests unanswered).
+/// Sends one request and reads the whole answer; `None` when no answer came within
+/// `timeout` or the connection was closed without one (the original does both).
 pub fn send(addr: SocketAddr, req: &Outgoing<'_>, timeout: Duration) -> Result<Option<Response>, String> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
@@ -59,6 +59,8 @@ pub fn send(addr: SocketAddr, req: &Outgoing<'_>, timeout: Duration) -> Result<O
 
     let mut raw = Vec::new();
     match stream.read_to_end(&mut raw) {
+        // Closed without a byte: no answer either (the original drops some connections).
+        Ok(_) if raw.is_empty() => Ok(None),
         Ok(_) => parse(&raw).map(Some),
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
         Err(e) => Err(format!("read answer: {e}")),

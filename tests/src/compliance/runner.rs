@@ -64,7 +64,7 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
 
     let auth_dir = dir.join("auth");
     std::fs::create_dir_all(&auth_dir).map_err(|e| e.to_string())?;
-    let auth_socket = auth_dir.join("authservice.socket");
+    let auth_socket = auth_dir.join("auth.sock");
     let _auth: Option<Running> =
         if sc.auth_service { Some(broker::start_auth_service(kind, dir, &auth_socket)?) } else { None };
 
@@ -103,18 +103,21 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
             (Some(r), false) => r,
         };
         cookies.remember_body(&resp.body);
-        let problems = expect::check(&resp, exp, &v).map_err(|e| format!("{what}: scenario error: {e}"))?;
-        if !problems.is_empty() {
-            return Err(format!("{what} against {}:\n  {}\n{}", kind.name(), problems.join("\n  "), running.log_tail()));
-        }
+        // Captures first, so that this request's own checks can use them.
         for (name, pattern) in &req.capture {
             let re = expect::multiline(pattern)?;
             let value = re
                 .captures(&resp.body)
                 .and_then(|c| c.get(1))
                 .map(|m| m.as_str().to_owned())
-                .ok_or_else(|| format!("{what}: capture {name}: /{pattern}/ not found in {:?}", resp.body))?;
+                .ok_or_else(|| {
+                    format!("{what}: status {}, capture {name}: /{pattern}/ not found in {:?}", resp.status, resp.body)
+                })?;
             v.set(name, value);
+        }
+        let problems = expect::check(&resp, exp, &v).map_err(|e| format!("{what}: scenario error: {e}"))?;
+        if !problems.is_empty() {
+            return Err(format!("{what} against {}:\n  {}\n{}", kind.name(), problems.join("\n  "), running.log_tail()));
         }
     }
     Ok(())

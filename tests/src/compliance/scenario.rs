@@ -98,7 +98,7 @@ fn default_method() -> String {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    /// The broker leaves the request unanswered until the timeout.
+    /// The broker sends no answer: it times out or closes the connection without one.
     #[serde(default)]
     pub no_answer: bool,
     #[serde(default)]
