@@ -69,7 +69,6 @@ pub enum Action<'a> {
     },
     Status,
     SshTask,
-    Connect,
 }
 
 /// Logs one decision. User names and addresses come from clients, so they
@@ -87,6 +86,5 @@ pub fn decision(peer: &PeerCredentials, action: &Action<'_>, outcome: &str) {
         ),
         Action::Status => log::info!(target: AUDIT_TARGET, "AUDIT status {peer} outcome={outcome}"),
         Action::SshTask => log::info!(target: AUDIT_TARGET, "AUDIT ssh-task {peer} outcome={outcome}"),
-        Action::Connect => log::info!(target: AUDIT_TARGET, "AUDIT connect {peer} outcome={outcome}"),
     }
 }
