@@ -29,7 +29,10 @@ fn main() -> ExitCode {
     let trials = files
         .into_iter()
         .map(|path| {
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             Trial::test(name, move || runner::run(kind, &path).map_err(Failed::from)).with_kind(kind.name())
         })
         .collect();

@@ -97,7 +97,7 @@ fn read_unit(name: &str) -> String {
 
 /// A throw-away root for `systemd-analyze verify --root`: our units, the
 /// host's targets and slices they refer to, and an executable stub at every
-/// ExecStart= path (the real programs need not be installed to check units).
+/// Exec*= path (the real programs need not be installed to check units).
 fn verify_root(units: &[(&str, String)]) -> TempDir {
     let root = TempDir::new("verify");
     let unit_dir = root.path().join("usr/lib/systemd/system");
@@ -112,7 +112,16 @@ fn verify_root(units: &[(&str, String)]) -> TempDir {
     }
     for (name, content) in units {
         fs::write(unit_dir.join(name), content).expect("write unit");
-        for exec in values(content, "ExecStart") {
+        let commands = [
+            "ExecStartPre",
+            "ExecStart",
+            "ExecStartPost",
+            "ExecReload",
+            "ExecStop",
+        ]
+        .iter()
+        .flat_map(|key| values(content, key));
+        for exec in commands {
             let program = exec.trim_start_matches(['-', '@', ':', '+', '!']);
             let program = program.split_whitespace().next().expect("ExecStart program");
             let stub = root.path().join(program.trim_start_matches('/'));

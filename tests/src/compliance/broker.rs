@@ -7,6 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::scenario::Listen;
@@ -47,7 +48,9 @@ impl BrokerKind {
         match std::env::var("BROKER_UNDER_TEST").as_deref() {
             Err(_) | Ok("") | Ok("ours") => Ok(BrokerKind::Ours),
             Ok("original") => Ok(BrokerKind::Original),
-            Ok(other) => Err(format!("BROKER_UNDER_TEST={other:?}: expected `original` or `ours`")),
+            Ok(other) => Err(format!(
+                "BROKER_UNDER_TEST={other:?}: expected `original` or `ours`"
+            )),
         }
     }
 
@@ -58,15 +61,62 @@ impl BrokerKind {
         }
     }
 
-    /// Where this broker keeps dynamic cookies, given the configured cookie-directory.
-    /// The original ignores `cookie-directory` unless it runs as its daemon user and
-    /// uses `~/.x2go/broker-cookies` of the effective user (DESIGN §7).
-    pub fn cookie_dir(self, configured: &Path) -> PathBuf {
+    /// Where this broker keeps dynamic cookies in the scenario dir `tmp`, given the
+    /// configured cookie-directory. The original ignores `cookie-directory` unless it
+    /// runs as its daemon user and uses `~/.x2go/broker-cookies` of the effective user
+    /// (DESIGN §7); where mount namespaces work, that `~/.x2go` is a private bind mount
+    /// of `tmp/dot-x2go`, else the real, shared one.
+    pub fn cookie_dir(self, tmp: &Path, configured: &Path) -> PathBuf {
         match self {
+            BrokerKind::Original if private_home_available() => tmp.join("dot-x2go/broker-cookies"),
             BrokerKind::Original => effective_user_home().join(".x2go/broker-cookies"),
             BrokerKind::Ours => configured.to_path_buf(),
         }
     }
+}
+
+/// Whether `unshare --mount` works here (root with CAP_SYS_ADMIN), checked once.
+fn private_home_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Runs the original with its `~/.x2go` replaced by `tmp/dot-x2go` in a private
+/// mount namespace, so that each scenario has its own cookie store.
+const PRIVATE_HOME_SCRIPT: &str =
+    "src=$1; dst=$2; shift 2; mount --bind \"$src\" \"$dst\" || exit 97; exec \"$@\"";
+
+fn original_command(tmp: &Path) -> Result<Command, String> {
+    if !private_home_available() {
+        return Ok(Command::new(SYSTEM_PYTHON));
+    }
+    let src = tmp.join("dot-x2go");
+    let dst = effective_user_home().join(".x2go");
+    for d in [&src, &dst] {
+        std::fs::create_dir_all(d).map_err(|e| format!("create {}: {e}", d.display()))?;
+    }
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        PRIVATE_HOME_SCRIPT,
+        "sh",
+    ])
+    .arg(src)
+    .arg(dst)
+    .arg(SYSTEM_PYTHON);
+    Ok(c)
 }
 
 /// Our binaries: X2GOBROKER_DAEMON_BIN / X2GOBROKER_AUTHHELPER_BIN, else the
@@ -109,8 +159,11 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(label: &str) -> Result<TempDir, String> {
         // Short: the auth socket lives inside, and AF_UNIX paths are limited to 107 bytes.
-        let safe: String =
-            label.chars().take(24).map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let safe: String = label
+            .chars()
+            .take(24)
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         let unique = &super::vars::random_uuid()[..8];
         let path = std::env::temp_dir().join(format!("xbc-{safe}-{unique}"));
         std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
@@ -141,14 +194,22 @@ impl Running {
         let err = out.try_clone().map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd.spawn().map_err(|e| format!("start {what} ({cmd:?}): {e}"))?;
-        Ok(Running { what: what.to_owned(), child, log })
+        Ok(Running {
+            what: what.to_owned(),
+            child,
+            log,
+        })
     }
 
     /// Fails if the process has already exited.
     fn check_alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!("{} exited early ({status})\n{}", self.what, self.log_tail())),
+            Ok(Some(status)) => Err(format!(
+                "{} exited early ({status})\n{}",
+                self.what,
+                self.log_tail()
+            )),
             Err(e) => Err(format!("{}: wait: {e}", self.what)),
         }
     }
@@ -158,7 +219,12 @@ impl Running {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(40);
-        format!("--- {} log (last {} lines) ---\n{}", self.what, lines.len() - start, lines[start..].join("\n"))
+        format!(
+            "--- {} log (last {} lines) ---\n{}",
+            self.what,
+            lines.len() - start,
+            lines[start..].join("\n")
+        )
     }
 
     /// Polls `ready` until it holds, the process dies, or the deadline passes.
@@ -170,7 +236,11 @@ impl Running {
             }
             self.check_alive()?;
             if Instant::now() > deadline {
-                return Err(format!("{} not ready after {START_DEADLINE:?}\n{}", self.what, self.log_tail()));
+                return Err(format!(
+                    "{} not ready after {START_DEADLINE:?}\n{}",
+                    self.what,
+                    self.log_tail()
+                ));
             }
             std::thread::sleep(POLL_INTERVAL);
         }
@@ -236,7 +306,7 @@ pub fn start_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, Strin
     };
     let mut cmd = match setup.kind {
         BrokerKind::Original => {
-            let mut c = Command::new(SYSTEM_PYTHON);
+            let mut c = original_command(setup.dir)?;
             match setup.listen {
                 Listen::Ipv4 => c.arg(ORIGINAL_BROKER),
                 Listen::Ipv6 => c.arg("-c").arg(ORIGINAL_IPV6_SHIM),
@@ -254,7 +324,10 @@ pub fn start_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, Strin
     clean_env(&mut cmd);
     cmd.env("X2GOBROKER_SESSIONPROFILES", setup.profiles)
         .env("X2GOBROKER_AUTHSERVICE_SOCKET", setup.auth_socket)
-        .env("X2GOBROKER_LOADCHECKER_SOCKET", setup.dir.join("loadchecker.socket"))
+        .env(
+            "X2GOBROKER_LOADCHECKER_SOCKET",
+            setup.dir.join("loadchecker.socket"),
+        )
         .env("X2GOBROKER_AGENT_CMD", setup.dir.join("no-such-agent"));
     for (k, v) in &setup.env {
         cmd.env(k, v);

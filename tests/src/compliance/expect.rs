@@ -84,7 +84,10 @@ pub fn check(resp: &Response, expect: &Expect, vars: &Vars) -> Result<Vec<String
 
 /// Regex in multi-line mode, so `^`/`$` work on lines.
 pub fn multiline(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(pattern).multi_line(true).build().map_err(|e| format!("bad regex {pattern:?}: {e}"))
+    RegexBuilder::new(pattern)
+        .multi_line(true)
+        .build()
+        .map_err(|e| format!("bad regex {pattern:?}: {e}"))
 }
 
 /// Sorts the `key=value` lines inside each `[section]` block of a plain answer.
@@ -119,7 +122,8 @@ fn json_match(
 ) -> Result<(), String> {
     match (want, got) {
         (Value::String(w), Value::String(g)) if w.starts_with("re:") => {
-            let re = Regex::new(&format!("^(?:{})$", &w[3..])).map_err(|e| format!("bad regex {w:?}: {e}"))?;
+            let re =
+                Regex::new(&format!("^(?:{})$", &w[3..])).map_err(|e| format!("bad regex {w:?}: {e}"))?;
             if !re.is_match(g) {
                 problems.push(format!("{at}: {g:?} does not match /{}/", &w[3..]));
             }
@@ -167,7 +171,10 @@ fn diff(want: &str, got: &str) -> String {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -187,9 +194,23 @@ mod tests {
     fn json_regex_and_structure() {
         let mut p = Vec::new();
         let want: Value = serde_json::from_str(r#"{"a":"re:[0-9]+","b":[1,2]}"#).unwrap();
-        json_match(&want, &serde_json::json!({"a":"42","b":[1,2]}), "$", false, &mut p).unwrap();
+        json_match(
+            &want,
+            &serde_json::json!({"a":"42","b":[1,2]}),
+            "$",
+            false,
+            &mut p,
+        )
+        .unwrap();
         assert!(p.is_empty(), "{p:?}");
-        json_match(&want, &serde_json::json!({"a":"x","b":[1],"c":1}), "$", false, &mut p).unwrap();
+        json_match(
+            &want,
+            &serde_json::json!({"a":"x","b":[1],"c":1}),
+            "$",
+            false,
+            &mut p,
+        )
+        .unwrap();
         assert_eq!(p.len(), 3, "{p:?}");
     }
 }

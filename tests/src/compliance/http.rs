@@ -22,7 +22,10 @@ pub struct Response {
 impl Response {
     /// First header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -37,15 +40,23 @@ pub struct Outgoing<'a> {
 /// Sends one request and reads the whole answer; `None` when no answer came within
 /// `timeout` or the connection was closed without one (the original does both).
 pub fn send(addr: SocketAddr, req: &Outgoing<'_>, timeout: Duration) -> Result<Option<Response>, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
 
     let host = match addr {
         SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
     };
-    let mut head = format!("{} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n", req.method, req.path);
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n",
+        req.method, req.path
+    );
     for (k, v) in &req.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -54,8 +65,12 @@ pub fn send(addr: SocketAddr, req: &Outgoing<'_>, timeout: Duration) -> Result<O
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).map_err(|e| format!("send: {e}"))?;
-    stream.write_all(body.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    stream
+        .write_all(body.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
 
     let mut raw = Vec::new();
     match stream.read_to_end(&mut raw) {
@@ -88,8 +103,16 @@ fn parse(raw: &[u8]) -> Result<Response, String> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
-    let body_bytes = if chunked { dechunk(rest)? } else { content(rest, &headers) };
-    Ok(Response { status, headers, body: String::from_utf8_lossy(&body_bytes).into_owned() })
+    let body_bytes = if chunked {
+        dechunk(rest)?
+    } else {
+        content(rest, &headers)
+    };
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body_bytes).into_owned(),
+    })
 }
 
 fn content(rest: &[u8], headers: &[(String, String)]) -> Vec<u8> {
@@ -106,7 +129,10 @@ fn content(rest: &[u8], headers: &[(String, String)]) -> Vec<u8> {
 fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunk size")?;
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("truncated chunk size")?;
         let size_text = String::from_utf8_lossy(&rest[..line_end]);
         let size_hex = size_text.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_hex, 16).map_err(|_| format!("bad chunk size {size_hex:?}"))?;
@@ -142,7 +168,10 @@ mod tests {
     #[test]
     fn parses_plain_and_chunked() {
         let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: y\r\n\r\nabcdef").unwrap();
-        assert_eq!((r.status, r.body.as_str(), r.header("x")), (200, "abc", Some("y")));
+        assert_eq!(
+            (r.status, r.body.as_str(), r.header("x")),
+            (200, "abc", Some("y"))
+        );
         let r = parse(b"HTTP/1.1 404 NF\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
             .unwrap();
         assert_eq!((r.status, r.body.as_str()), (404, "abc"));

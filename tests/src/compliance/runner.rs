@@ -14,7 +14,10 @@ use super::vars::{self, Vars};
 /// Runs the scenario in `path` against `kind`; the error text says what differed.
 pub fn run(kind: BrokerKind, path: &Path) -> Result<(), String> {
     let scenario = Scenario::load(path)?;
-    let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let label = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = TempDir::new(&label)?;
     let mut cookies = CookieCleanup::new(kind, tmp.path());
     let result = run_in(kind, &scenario, tmp.path(), &mut cookies);
@@ -33,12 +36,19 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
 
     let configured_cookie_dir = dir.join("cookies");
     std::fs::create_dir_all(&configured_cookie_dir).map_err(|e| e.to_string())?;
-    let cookie_dir = kind.cookie_dir(&configured_cookie_dir);
+    let cookie_dir = kind.cookie_dir(dir, &configured_cookie_dir);
 
     let mut v = Vars::default();
     v.set("dir", dir.to_string_lossy());
     v.set("cookie_dir", cookie_dir.to_string_lossy());
-    v.set("client_ip", if sc.listen == Listen::Ipv6 { "::1" } else { "127.0.0.1" });
+    v.set(
+        "client_ip",
+        if sc.listen == Listen::Ipv6 {
+            "::1"
+        } else {
+            "127.0.0.1"
+        },
+    );
     v.set("hostname", hostname());
     v.set("now", format!("{}", vars::unix_now()));
     for i in 1..=4 {
@@ -54,7 +64,11 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
     write(&profiles, &v.expand(&sc.profiles)?)?;
     for (name, content) in &sc.files {
         let target = PathBuf::from(v.expand(name)?);
-        let target = if target.is_absolute() { target } else { dir.join(target) };
+        let target = if target.is_absolute() {
+            target
+        } else {
+            dir.join(target)
+        };
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
@@ -65,8 +79,11 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
     let auth_dir = dir.join("auth");
     std::fs::create_dir_all(&auth_dir).map_err(|e| e.to_string())?;
     let auth_socket = auth_dir.join("auth.sock");
-    let _auth: Option<Running> =
-        if sc.auth_service { Some(broker::start_auth_service(kind, dir, &auth_socket)?) } else { None };
+    let _auth: Option<Running> = if sc.auth_service {
+        Some(broker::start_auth_service(kind, dir, &auth_socket)?)
+    } else {
+        None
+    };
 
     let mut env = Vec::new();
     for (k, val) in &sc.env {
@@ -86,19 +103,35 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
     let addr = broker::loopback(sc.listen, port);
 
     for (i, req) in sc.requests.iter().enumerate() {
-        let what = format!("request #{} ({} {}{})", i + 1, req.method, req.path, label_of(req));
+        let what = format!(
+            "request #{} ({} {}{})",
+            i + 1,
+            req.method,
+            req.path,
+            label_of(req)
+        );
         let outgoing = outgoing(req, &v)?;
-        let timeout = req.timeout_secs.map(Duration::from_secs).unwrap_or(http::DEFAULT_TIMEOUT);
-        let answer =
-            http::send(addr, &outgoing, timeout).map_err(|e| format!("{what}: {e}\n{}", running.log_tail()))?;
+        let timeout = req
+            .timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(http::DEFAULT_TIMEOUT);
+        let answer = http::send(addr, &outgoing, timeout)
+            .map_err(|e| format!("{what}: {e}\n{}", running.log_tail()))?;
         let exp = req.expect.for_broker(kind);
         let resp = match (answer, exp.no_answer) {
             (None, true) => continue,
             (Some(r), true) => {
-                return Err(format!("{what} against {}: expected no answer, got status {}", kind.name(), r.status))
+                return Err(format!(
+                    "{what} against {}: expected no answer, got status {}",
+                    kind.name(),
+                    r.status
+                ))
             }
             (None, false) => {
-                return Err(format!("{what} against {}: no answer within {timeout:?}", kind.name()))
+                return Err(format!(
+                    "{what} against {}: no answer within {timeout:?}",
+                    kind.name()
+                ))
             }
             (Some(r), false) => r,
         };
@@ -111,13 +144,21 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
                 .and_then(|c| c.get(1))
                 .map(|m| m.as_str().to_owned())
                 .ok_or_else(|| {
-                    format!("{what}: status {}, capture {name}: /{pattern}/ not found in {:?}", resp.status, resp.body)
+                    format!(
+                        "{what}: status {}, capture {name}: /{pattern}/ not found in {:?}",
+                        resp.status, resp.body
+                    )
                 })?;
             v.set(name, value);
         }
         let problems = expect::check(&resp, exp, &v).map_err(|e| format!("{what}: scenario error: {e}"))?;
         if !problems.is_empty() {
-            return Err(format!("{what} against {}:\n  {}\n{}", kind.name(), problems.join("\n  "), running.log_tail()));
+            return Err(format!(
+                "{what} against {}:\n  {}\n{}",
+                kind.name(),
+                problems.join("\n  "),
+                running.log_tail()
+            ));
         }
     }
     Ok(())
@@ -129,7 +170,11 @@ fn outgoing<'a>(req: &'a Request, v: &Vars) -> Result<Outgoing<'a>, String> {
     } else if !req.form.is_empty() {
         let mut parts = Vec::new();
         for (k, val) in &req.form {
-            parts.push(format!("{}={}", http::form_encode(k), http::form_encode(&v.expand(val)?)));
+            parts.push(format!(
+                "{}={}",
+                http::form_encode(k),
+                http::form_encode(&v.expand(val)?)
+            ));
         }
         Some(parts.join("&"))
     } else {
@@ -148,7 +193,12 @@ fn outgoing<'a>(req: &'a Request, v: &Vars) -> Result<Outgoing<'a>, String> {
         headers.push((k.clone(), v.expand(val)?));
     }
     // The path is static text in the scenario; placeholders there would hide what is sent.
-    Ok(Outgoing { method: &req.method, path: &req.path, headers, body })
+    Ok(Outgoing {
+        method: &req.method,
+        path: &req.path,
+        headers,
+        body,
+    })
 }
 
 fn label_of(req: &Request) -> String {
@@ -165,11 +215,14 @@ fn port_of(l: &TcpListener) -> Result<u16, String> {
 
 /// The host name the original substitutes for `localhost` (socket.gethostname()).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
-/// The original writes cookies into the effective user's home, shared by all
-/// scenarios; remove the files this scenario caused (named `<user>_<uuid>`).
+/// Without mount namespaces the original writes cookies into the effective user's
+/// real home, shared by all scenarios; remove the files this scenario caused (named
+/// `<user>_<uuid>`) as far as it saw them.
 struct CookieCleanup {
     shared_dir: Option<PathBuf>,
     uuids: BTreeSet<String>,
@@ -178,9 +231,13 @@ struct CookieCleanup {
 
 impl CookieCleanup {
     fn new(kind: BrokerKind, tmp: &Path) -> CookieCleanup {
-        let dir = kind.cookie_dir(&tmp.join("cookies"));
+        let dir = kind.cookie_dir(tmp, &tmp.join("cookies"));
         let shared_dir = if dir.starts_with(tmp) { None } else { Some(dir) };
-        CookieCleanup { shared_dir, uuids: BTreeSet::new(), seeded: Vec::new() }
+        CookieCleanup {
+            shared_dir,
+            uuids: BTreeSet::new(),
+            seeded: Vec::new(),
+        }
     }
 
     fn remember_path(&mut self, p: &Path) {
@@ -194,7 +251,8 @@ impl CookieCleanup {
             return;
         }
         if let Ok(re) = regex::Regex::new("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}") {
-            self.uuids.extend(re.find_iter(body).map(|m| m.as_str().to_owned()));
+            self.uuids
+                .extend(re.find_iter(body).map(|m| m.as_str().to_owned()));
         }
     }
 
@@ -203,7 +261,9 @@ impl CookieCleanup {
         for p in &self.seeded {
             let _ = std::fs::remove_file(p);
         }
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if self.uuids.iter().any(|u| name.ends_with(&format!("_{u}"))) {

@@ -163,7 +163,9 @@ impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let scenario: Scenario = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        scenario.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        scenario
+            .validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(scenario)
     }
 
@@ -178,9 +180,9 @@ impl Scenario {
             _ => {}
         }
         // Isolation: the original falls back to system paths for these two.
-        if !self.allow_system_paths
-            && !(self.config.contains("cookie-directory") && self.config.contains("my-cookie-file"))
-        {
+        let names_own_paths =
+            self.config.contains("cookie-directory") && self.config.contains("my-cookie-file");
+        if !(self.allow_system_paths || names_own_paths) {
             return Err("config must set cookie-directory and my-cookie-file (or allow_system_paths)".into());
         }
         for r in &self.requests {

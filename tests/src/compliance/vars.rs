@@ -32,7 +32,9 @@ impl Vars {
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after.find('}').ok_or_else(|| format!("unterminated placeholder in {text:?}"))?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unterminated placeholder in {text:?}"))?;
             let name = &after[..end];
             out.push_str(&self.value_of(name)?);
             rest = &after[end + 1..];
@@ -43,16 +45,23 @@ impl Vars {
 
     fn value_of(&self, name: &str) -> Result<String, String> {
         if let Some(seconds) = name.strip_prefix("ago:") {
-            let seconds: f64 = seconds.parse().map_err(|_| format!("bad placeholder ${{{name}}}"))?;
+            let seconds: f64 = seconds
+                .parse()
+                .map_err(|_| format!("bad placeholder ${{{name}}}"))?;
             return Ok(format!("{}", unix_now() - seconds));
         }
-        self.get(name).map(str::to_owned).ok_or_else(|| format!("unknown placeholder ${{{name}}}"))
+        self.get(name)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("unknown placeholder ${{{name}}}"))
     }
 }
 
 /// Seconds since the epoch, as the original writes into cookie files.
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// A random version-4 UUID in the usual text form.
@@ -62,17 +71,29 @@ pub fn random_uuid() -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn fill_random(buf: &mut [u8]) {
     use std::io::Read;
-    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf)).is_ok();
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .is_ok();
     if !ok {
         // Uniqueness is all the suite needs; fall back to time and a counter.
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
             ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed));
         for (i, b) in buf.iter_mut().enumerate() {
             *b = (seed >> ((i % 16) * 8)) as u8;
