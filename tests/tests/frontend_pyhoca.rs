@@ -42,10 +42,7 @@ impl Daemon {
         let config = dir.path("x2gobroker.conf");
         fs::write(
             &config,
-            format!(
-                "[global]\ncookie-directory = {}\n",
-                dir.path("cookies").display()
-            ),
+            format!("[global]\ncookie-directory = {}\n", dir.path("cookies").display()),
         )
         .expect("write config");
         let profiles = dir.path("sessionprofiles.conf");
@@ -136,7 +133,11 @@ fn pyhoca_cli_lists_profiles_with_a_pam_password() {
     let daemon = Daemon::start(&dir, &helper.socket);
 
     let (ok, out) = pyhoca_list(&dir, daemon.port, ALICE.0, ALICE.1);
-    assert!(ok, "pyhoca-cli failed:\n{out}\ndaemon log:\n{}", daemon.log_text());
+    assert!(
+        ok,
+        "pyhoca-cli failed:\n{out}\ndaemon log:\n{}",
+        daemon.log_text()
+    );
     let mut ids = profile_ids(&out);
     ids.sort();
     assert_eq!(
