@@ -203,14 +203,22 @@ impl Running {
 
     /// Fails if the process has already exited.
     fn check_alive(&mut self) -> Result<(), String> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!(
+        match self.exit_status() {
+            None => Ok(()),
+            Some(status) => Err(format!(
                 "{} exited early ({status})\n{}",
                 self.what,
                 self.log_tail()
             )),
-            Err(e) => Err(format!("{}: wait: {e}", self.what)),
+        }
+    }
+
+    /// The exit status once the process has ended (a failed wait counts as ended).
+    fn exit_status(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(status.to_string()),
+            Err(e) => Some(format!("wait failed: {e}")),
         }
     }
 
@@ -300,6 +308,13 @@ pub fn start_auth_service(kind: BrokerKind, dir: &Path, socket: &Path) -> Result
 
 /// Starts the broker and waits until its port accepts connections.
 pub fn start_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, String> {
+    let mut running = spawn_broker(setup, port)?;
+    let addr = loopback(setup.listen, port);
+    running.wait_until(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())?;
+    Ok(running)
+}
+
+fn spawn_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, String> {
     let bind = match setup.listen {
         Listen::Ipv4 => format!("127.0.0.1:{port}"),
         Listen::Ipv6 => format!("[::1]:{port}"),
@@ -332,10 +347,30 @@ pub fn start_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, Strin
     for (k, v) in &setup.env {
         cmd.env(k, v);
     }
-    let mut running = Running::spawn("broker", cmd, setup.dir.join("broker.log"))?;
+    Running::spawn("broker", cmd, setup.dir.join("broker.log"))
+}
+
+/// For setups the broker must refuse: Ok once it has exited, an error if it
+/// comes up (accepts connections) instead.
+pub fn expect_start_failure(setup: &BrokerSetup<'_>, port: u16) -> Result<(), String> {
+    let mut running = spawn_broker(setup, port)?;
     let addr = loopback(setup.listen, port);
-    running.wait_until(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())?;
-    Ok(running)
+    let deadline = Instant::now() + START_DEADLINE;
+    loop {
+        if running.exit_status().is_some() {
+            return Ok(());
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Err(format!(
+                "broker started although this setup must be refused\n{}",
+                running.log_tail()
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("broker neither exited nor came up in {START_DEADLINE:?}"));
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
 }
 
 /// Drops the caller's broker settings so that only the scenario's apply.

@@ -99,6 +99,9 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
         env,
     };
     let port = broker::free_port(sc.listen)?;
+    if sc.start_fails.iter().any(|b| b == kind.name()) {
+        return broker::expect_start_failure(&setup, port);
+    }
     let running = broker::start_broker(&setup, port)?;
     let addr = broker::loopback(sc.listen, port);
 

@@ -20,6 +20,10 @@ pub struct Scenario {
     /// Such scenarios give per-broker expectations.
     #[serde(default)]
     pub difference: Option<String>,
+    /// Brokers (`original`, `ours`) that must refuse to start with this setup; the
+    /// requests are then not sent to them.
+    #[serde(default)]
+    pub start_fails: Vec<String>,
     /// Address family the broker listens on and the client connects from.
     #[serde(default)]
     pub listen: Listen,
@@ -173,7 +177,15 @@ impl Scenario {
         if self.requests.is_empty() {
             return Err("no [[request]]".into());
         }
-        let per_broker = self.requests.iter().any(|r| r.expect.has_per_broker());
+        if let Some(bad) = self
+            .start_fails
+            .iter()
+            .find(|b| !matches!(b.as_str(), "original" | "ours"))
+        {
+            return Err(format!("start_fails: unknown broker {bad:?}"));
+        }
+        let per_broker =
+            !self.start_fails.is_empty() || self.requests.iter().any(|r| r.expect.has_per_broker());
         match (&self.difference, per_broker) {
             (Some(_), false) => return Err("`difference` set but no expect.original/expect.ours".into()),
             (None, true) => return Err("expect.original/expect.ours need a `difference` reason".into()),
