@@ -6,7 +6,7 @@ set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "setup-test-env.sh: must run as root (tests need real PAM and privilege drops)" >&2; exit 1; }
 
 PACKAGES=(
-  build-essential pkg-config libpam0g-dev libpam-modules passwd login
+  build-essential pkg-config libpam0g-dev libclang-dev libpam-modules passwd login
   openssh-server openssh-client systemd procps iproute2 curl
   python3-x2gobroker x2gobroker x2gobroker-daemon x2gobroker-authservice x2gobroker-ssh
   pyhoca-cli wrk hyperfine
