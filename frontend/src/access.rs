@@ -158,3 +158,43 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
         next_cookie: Some(next),
     }
 }
+
+/// UCCS basic authentication: Some(user name to serve) or None (401).
+/// Without a password requirement everyone is `anonymous`; a cookie
+/// requirement cannot be met over UCCS; `user@domain` is retried as `user`.
+pub async fn check_basic_auth(
+    broker: &Broker,
+    credentials: Option<(&str, &str)>,
+    client_ip: &str,
+) -> Option<String> {
+    let g = &broker.global;
+    if !g.check_credentials || (!g.require_password && !g.require_cookie) {
+        return Some("anonymous".into());
+    }
+    if g.require_cookie {
+        return None;
+    }
+    let (user, password) = credentials?;
+    if user == "check-credentials" && password == "FALSE" {
+        return None;
+    }
+    let mech_name = match broker.raw_base_auth_mech.as_deref() {
+        Some(m) if !m.is_empty() => m.to_lowercase(),
+        _ => g.default_auth_mech.to_lowercase(),
+    };
+    let mech = AuthMech::from_name(&mech_name)?;
+    let ctx = AuthContext {
+        authservice_socket: &broker.env.authservice_socket,
+        https_get: &broker.https_get,
+        client_address: Some(client_ip.to_owned()).filter(|s| !s.is_empty()),
+    };
+    if authenticate(mech, user, password, &ctx).await {
+        return Some(user.to_owned());
+    }
+    if let Some((short, _)) = user.split_once('@') {
+        if authenticate(mech, short, password, &ctx).await {
+            return Some(short.to_owned());
+        }
+    }
+    None
+}

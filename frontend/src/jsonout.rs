@@ -99,9 +99,75 @@ impl Object {
     }
 }
 
+/// A JSON value for documents built at request time (UCCS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Json {
+    Str(String),
+    Bool(bool),
+    List(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// `json.dumps(value, sort_keys=True, indent=width)`.
+    pub fn dump(&self, width: usize) -> String {
+        let mut out = String::new();
+        self.write(&mut out, width, 0);
+        out
+    }
+
+    fn write(&self, out: &mut String, width: usize, depth: usize) {
+        let pad = |out: &mut String, depth: usize| out.push_str(&" ".repeat(width * depth));
+        match self {
+            Json::Str(s) => string(out, s),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::List(items) if items.is_empty() => out.push_str("[]"),
+            Json::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    out.push_str(if i > 0 { ",\n" } else { "\n" });
+                    pad(out, depth + 1);
+                    item.write(out, width, depth + 1);
+                }
+                out.push('\n');
+                pad(out, depth);
+                out.push(']');
+            }
+            Json::Obj(fields) if fields.is_empty() => out.push_str("{}"),
+            Json::Obj(fields) => {
+                let mut sorted: Vec<&(String, Json)> = fields.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                out.push('{');
+                for (i, (k, v)) in sorted.iter().enumerate() {
+                    out.push_str(if i > 0 { ",\n" } else { "\n" });
+                    pad(out, depth + 1);
+                    string(out, k);
+                    out.push_str(": ");
+                    v.write(out, width, depth + 1);
+                }
+                out.push('\n');
+                pad(out, depth);
+                out.push('}');
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generic_values_with_indent_two() {
+        let v = Json::Obj(vec![
+            ("b".into(), Json::List(vec![])),
+            ("a".into(), Json::List(vec![Json::Bool(true), Json::Obj(vec![])])),
+        ]);
+        assert_eq!(
+            v.dump(2),
+            "{\n  \"a\": [\n    true,\n    {}\n  ],\n  \"b\": []\n}"
+        );
+    }
 
     #[test]
     fn escapes_like_python() {

@@ -180,6 +180,16 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// A value as configured (typed, `[DEFAULT]` and built-ins applied,
+    /// before output transformations); `not-set` counts as absent.
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .filter(|v| !matches!(v, Value::Str(s) if s == "not-set"))
+    }
+
     /// `[id]` and the profile's lines, ending with a blank line.
     pub fn render_plain(&self, out: &mut String, user: &str) {
         self.render_plain_as(out, &self.id, user);

@@ -23,6 +23,8 @@ pub struct Broker {
     /// None when unconfigured (the original then compares with a fresh
     /// random value, which never matches).
     pub static_cookie: Option<String>,
+    /// `[broker_base] auth-mech` (used by UCCS authentication).
+    pub raw_base_auth_mech: Option<String>,
     /// Non-fatal problems found while loading.
     pub warnings: Vec<String>,
 }
@@ -70,6 +72,7 @@ impl Broker {
             profiles_path,
             profiles,
             static_cookie,
+            raw_base_auth_mech: file.raw("broker_base", "auth-mech").map(str::to_owned),
             warnings,
         })
     }

@@ -4,6 +4,7 @@
 pub mod form;
 pub mod json;
 pub mod plain;
+pub mod uccs;
 
 use crate::access::{check_access, Access, Credentials};
 use crate::backend::Backend;
@@ -33,6 +34,8 @@ pub struct Reply {
     pub content_type: &'static str,
     /// `Expires: +1h`, sent with the outputs' successful answers.
     pub expires: bool,
+    /// A basic-auth challenge (UCCS).
+    pub www_authenticate: Option<String>,
     pub body: String,
 }
 
@@ -42,6 +45,7 @@ impl Reply {
             status: 200,
             content_type,
             expires: true,
+            www_authenticate: None,
             body,
         }
     }
@@ -56,6 +60,7 @@ impl Reply {
             status,
             content_type: TEXT_HTML,
             expires: false,
+            www_authenticate: None,
             body: format!("<html><title>{status}: {reason}</title><body>{status}: {reason}</body></html>"),
         }
     }
@@ -66,6 +71,9 @@ impl Reply {
             .header("Content-Type", self.content_type);
         if self.expires {
             builder = builder.header("Expires", "+1h");
+        }
+        if let Some(challenge) = self.www_authenticate {
+            builder = builder.header("WWW-Authenticate", challenge);
         }
         builder
             .body(Body::from(self.body))
@@ -80,6 +88,7 @@ pub struct Request {
     pub query: String,
     pub body: Bytes,
     pub remote: Option<SocketAddr>,
+    pub authorization: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +146,7 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
                 status: 200,
                 content_type: TEXT_HTML,
                 expires: false,
+                www_authenticate: None,
                 body: "<body><html><h1>X2Go Session Broker</h1><p>It works...</p></body></html>".into(),
             },
             _ => Reply::error(405),
@@ -148,10 +158,23 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
                 status: 200,
                 content_type: TEXT_HTML,
                 expires: false,
+                www_authenticate: None,
                 body: String::new(),
             },
             _ => Reply::error(405),
         };
+    } else if uccs::is_ping_path(&path) {
+        return uccs::ping(&req.method, broker.env.debug);
+    } else if let Some((backend, version)) = uccs::api_path(&path) {
+        return uccs::api(
+            &broker,
+            &req.method,
+            backend,
+            version,
+            req.authorization.as_deref(),
+            req.remote.map(|r| r.ip()),
+        )
+        .await;
     } else {
         return Reply::error(404);
     };
@@ -378,9 +401,15 @@ pub fn routes(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::addr::remote())
+        .and(warp::header::optional::<String>("authorization"))
         .and(warp::body::stream())
         .then(
-            move |method: Method, path: warp::path::FullPath, query: String, remote, stream| {
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  remote,
+                  authorization,
+                  stream| {
                 let shared = shared.clone();
                 async move {
                     let body = match read_body(stream).await {
@@ -393,6 +422,7 @@ pub fn routes(
                         query,
                         body,
                         remote,
+                        authorization,
                     };
                     handle(&shared, req).await.into_response()
                 }
