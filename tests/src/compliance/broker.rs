@@ -177,7 +177,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        // COMPLIANCE_KEEP_TMP=1 keeps the configuration and logs for debugging.
+        if std::env::var_os("COMPLIANCE_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 

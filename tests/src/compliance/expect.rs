@@ -76,6 +76,15 @@ pub fn check(resp: &Response, expect: &Expect, vars: &Vars) -> Result<Vec<String
             problems.push(format!("file present: {f}"));
         }
     }
+    for (f, pattern) in &expect.files_match {
+        let f = vars.expand(f)?;
+        let re = multiline(&vars.expand(pattern)?)?;
+        match std::fs::read_to_string(&f) {
+            Ok(text) if re.is_match(&text) => {}
+            Ok(text) => problems.push(format!("file {f}: {text:?} does not match /{}/", re.as_str())),
+            Err(e) => problems.push(format!("file {f}: {e}")),
+        }
+    }
     if !problems.is_empty() {
         problems.push(format!("actual body:\n{}", indent(&resp.body)));
     }

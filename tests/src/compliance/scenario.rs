@@ -141,6 +141,9 @@ pub struct Expect {
     /// Paths that must not exist after the request.
     #[serde(default)]
     pub files_absent: Vec<String>,
+    /// Files whose content must match a regex (multi-line mode): path to regex.
+    #[serde(default)]
+    pub files_match: BTreeMap<String, String>,
     #[serde(default)]
     pub original: Option<Box<Expect>>,
     #[serde(default)]
