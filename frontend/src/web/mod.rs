@@ -6,6 +6,9 @@ pub mod json;
 pub mod plain;
 pub mod uccs;
 
+#[cfg(test)]
+mod tests;
+
 use crate::access::{check_access, Access, Credentials};
 use crate::backend::Backend;
 use crate::nameservice;
