@@ -52,7 +52,7 @@ async fn post(f: &Fixture, path: &str, body: &str, from: &str) -> (u16, String, 
         .method("POST")
         .path(path)
         .remote_addr(from.parse().unwrap())
-        .body(body.to_owned())
+        .body(body)
         .reply(&routes(f.shared.clone()))
         .await;
     let ctype = resp
