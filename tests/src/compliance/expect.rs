@@ -21,6 +21,13 @@ pub fn check(resp: &Response, expect: &Expect, vars: &Vars) -> Result<Vec<String
             problems.push(format!("content-type: expected {ct:?}, got {got:?}"));
         }
     }
+    for (name, want) in &expect.headers {
+        let want = vars.expand(want)?;
+        match resp.header(name) {
+            Some(got) if got == want => {}
+            got => problems.push(format!("header {name}: expected {want:?}, got {got:?}")),
+        }
+    }
     if let Some(body) = &expect.body {
         let want = vars.expand(body)?;
         let (w, g) = if expect.body_keys_any_order {

@@ -109,6 +109,9 @@ pub struct Expect {
     pub status: Option<u16>,
     #[serde(default)]
     pub content_type: Option<String>,
+    /// Response headers with their exact values (names case-insensitive).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// Exact body.
     #[serde(default)]
     pub body: Option<String>,
