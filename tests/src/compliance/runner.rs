@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,7 +63,12 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
     let profiles = dir.join("x2gobroker-sessionprofiles.conf");
     write(&config, &v.expand(&sc.config)?)?;
     write(&profiles, &v.expand(&sc.profiles)?)?;
-    for (name, content) in &sc.files {
+    let files = sc
+        .files
+        .iter()
+        .map(|f| (f, false))
+        .chain(sc.executables.iter().map(|f| (f, true)));
+    for ((name, content), executable) in files {
         let target = PathBuf::from(v.expand(name)?);
         let target = if target.is_absolute() {
             target
@@ -74,6 +80,11 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
         }
         cookies.remember_path(&target);
         write(&target, &v.expand(content)?)?;
+        if executable {
+            let mode = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(&target, mode)
+                .map_err(|e| format!("chmod {}: {e}", target.display()))?;
+        }
     }
 
     let auth_dir = dir.join("auth");

@@ -45,6 +45,10 @@ pub struct Scenario {
     /// after placeholders) to content.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// Like `files`, but made executable (e.g. a fake x2gobroker-agent for
+    /// X2GOBROKER_AGENT_CMD).
+    #[serde(default)]
+    pub executables: BTreeMap<String, String>,
     /// The requests, sent in order over fresh connections.
     #[serde(default, rename = "request")]
     pub requests: Vec<Request>,
