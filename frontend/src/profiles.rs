@@ -98,6 +98,9 @@ const PROFILE_DEFAULTS: &[(&str, &str, Kind)] = &[
     ("acl-any-order", "deny-allow", Kind::Str),
 ];
 
+/// Values kept per profile after rendering (what UCCS needs).
+pub const KEPT_VALUES: &[&str] = &["name", "user", "command", "directrdp", "sshport"];
+
 /// Desktop session commands, upper-cased and made non-rootless.
 pub const DESKTOP_SESSIONS: &[&str] = &[
     "KDE", "GNOME", "XFCE", "CINNAMON", "MATE", "LXDE", "TRINITY", "UNITY", "ICEWM", "OPENBOX", "XDMCP",
@@ -175,8 +178,9 @@ pub struct Profile {
     plain: Vec<Piece>,
     /// The profile's JSON object (at the nesting of `profiles`).
     json: Vec<Piece>,
-    /// The values before output transformations (for tests and tools).
-    pub values: Vec<(String, Value)>,
+    /// The few values kept for UCCS ([`KEPT_VALUES`]), before output
+    /// transformations; the rest lives only in the pre-rendered text.
+    values: Vec<(String, Value)>,
 }
 
 impl Profile {
@@ -415,7 +419,10 @@ fn build_profile(
         error,
         plain,
         json,
-        values,
+        values: values
+            .into_iter()
+            .filter(|(k, _)| KEPT_VALUES.contains(&k.as_str()))
+            .collect(),
     }
 }
 
