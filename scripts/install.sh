@@ -2,7 +2,7 @@
 # Installs the X2Go Session Broker (Rust) into FHS locations.
 #
 #   scripts/install.sh [--bin-dir DIR] [--prefix PREFIX] [--destdir DESTDIR]
-#                      [--no-configure] [--configure-only]
+#                      [--no-configure] [--configure-only] [--force]
 #
 # Environment: PREFIX (default /usr) and DESTDIR (default empty) work like
 # the options. Safe to run again: programs, units and other vendor files are
@@ -15,6 +15,13 @@
 # reload. With DESTDIR (building a package) it only lays out files, all
 # owned by root; the package's postinst runs `install.sh --configure-only`
 # or the equivalent commands listed in docs/OPERATIONS.md.
+#
+# A live install refuses to run while the original (Python) broker's
+# packages are installed: they own the same program and unit names, and their
+# tmpfiles.d entry for /run/x2gobroker (0770 x2gobroker:x2gobroker) would win
+# over ours and lock SSH-mode users out of the helper socket. Remove them
+# first (apt-get remove x2gobroker x2gobroker-daemon x2gobroker-authservice
+# x2gobroker-ssh; their configuration under /etc stays), or pass --force.
 #
 # Man pages and shell completions come from the programs themselves:
 #   PROGRAM --generate-man DIR          writes NAME.SECTION roff files to DIR
@@ -36,6 +43,7 @@ prefix="${PREFIX:-/usr}"
 destdir="${DESTDIR:-}"
 configure=auto
 files=yes
+force=no
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +55,7 @@ while [ $# -gt 0 ]; do
     --destdir=*) destdir="${1#*=}"; shift ;;
     --no-configure) configure=no; shift ;;
     --configure-only) configure=yes; files=no; shift ;;
+    --force) force=yes; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -162,6 +171,24 @@ install_generated_docs() { # PROGRAM
     rm -rf "$out"
   else
     note "$name does not support --generate-completions; its completions are skipped"
+  fi
+}
+
+# The original broker's packages that own the same paths.
+refuse_next_to_original() {
+  [ -z "$destdir" ] && [ "$force" = no ] || return 0
+  command -v dpkg-query >/dev/null 2>&1 || return 0
+  local installed=() pkg
+  for pkg in x2gobroker x2gobroker-daemon x2gobroker-authservice x2gobroker-ssh; do
+    if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      installed+=("$pkg")
+    fi
+  done
+  if [ ${#installed[@]} -gt 0 ]; then
+    echo "install.sh: the original broker's packages are installed: ${installed[*]}" >&2
+    echo "install.sh: they own the same programs and units; remove them first (apt-get remove ${installed[*]};" >&2
+    echo "install.sh: configuration under /etc is kept) or pass --force" >&2
+    exit 1
   fi
 }
 
@@ -298,6 +325,7 @@ configure_system() {
 }
 
 if [ "$files" = yes ]; then
+  refuse_next_to_original
   install_files
   note "files installed under ${destdir:-/} (prefix $prefix)"
 fi
