@@ -5,10 +5,14 @@ use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
 use super::scenario::Listen;
 
@@ -195,7 +199,9 @@ impl Running {
     fn spawn(what: &str, mut cmd: Command, log: PathBuf) -> Result<Running, String> {
         let out = File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // Own process group, so that children it forks (the original's delayed key
+        // removal) are killed with it.
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
         let child = cmd.spawn().map_err(|e| format!("start {what} ({cmd:?}): {e}"))?;
         Ok(Running {
             what: what.to_owned(),
@@ -260,6 +266,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -92,6 +92,15 @@ pub fn check(resp: &Response, expect: &Expect, vars: &Vars) -> Result<Vec<String
             Err(e) => problems.push(format!("file {f}: {e}")),
         }
     }
+    for (f, pattern) in &expect.files_not_match {
+        let f = vars.expand(f)?;
+        let re = multiline(&vars.expand(pattern)?)?;
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            if re.is_match(&text) {
+                problems.push(format!("file {f}: {text:?} matches /{}/", re.as_str()));
+            }
+        }
+    }
     if !problems.is_empty() {
         problems.push(format!("actual body:\n{}", indent(&resp.body)));
     }

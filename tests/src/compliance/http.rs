@@ -72,13 +72,51 @@ pub fn send(addr: SocketAddr, req: &Outgoing<'_>, timeout: Duration) -> Result<O
         .write_all(body.as_bytes())
         .map_err(|e| format!("send: {e}"))?;
 
+    // Read until the answer is complete by its own framing, not until EOF: the
+    // original forks helpers (delayed key removal) that keep the socket open.
+    let head_only = req.method.eq_ignore_ascii_case("HEAD");
     let mut raw = Vec::new();
-    match stream.read_to_end(&mut raw) {
-        // Closed without a byte: no answer either (the original drops some connections).
-        Ok(_) if raw.is_empty() => Ok(None),
-        Ok(_) => parse(&raw).map(Some),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
-        Err(e) => Err(format!("read answer: {e}")),
+    let mut chunk = [0u8; 8192];
+    loop {
+        if complete(&raw, head_only) {
+            return parse(&raw).map(Some);
+        }
+        match stream.read(&mut chunk) {
+            // Closed without a byte: no answer either (the original drops some connections).
+            Ok(0) if raw.is_empty() => return Ok(None),
+            Ok(0) => return parse(&raw).map(Some),
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read answer: {e}")),
+        }
+    }
+}
+
+/// Whether `raw` holds a whole response (headers plus the body its headers announce).
+fn complete(raw: &[u8], head_only: bool) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let Ok(resp) = parse(raw) else {
+        return false;
+    };
+    if head_only || resp.status == 204 || resp.status == 304 || (100..200).contains(&resp.status) {
+        return true;
+    }
+    let rest = &raw[split + 4..];
+    if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        return dechunk(rest).is_ok();
+    }
+    match resp
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(len) => rest.len() >= len,
+        None => false,
     }
 }
 

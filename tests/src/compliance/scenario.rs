@@ -151,6 +151,9 @@ pub struct Expect {
     /// Files whose content must match a regex (multi-line mode): path to regex.
     #[serde(default)]
     pub files_match: BTreeMap<String, String>,
+    /// Files whose content must not match a regex (a missing file passes).
+    #[serde(default)]
+    pub files_not_match: BTreeMap<String, String>,
     #[serde(default)]
     pub original: Option<Box<Expect>>,
     #[serde(default)]
