@@ -16,5 +16,6 @@ pub mod nameservice;
 pub mod profiles;
 pub mod reload;
 pub mod select;
+pub mod ssh;
 pub mod state;
 pub mod web;

@@ -2,8 +2,9 @@
 //!
 //! Agent query mode NONE is implemented (random host, port scan with
 //! fail-over). LOCAL and SSH need the broker agent; until the agent module
-//! exists they behave as the original does when its agent cannot be
-//! reached: no session list and no load data, so the first host is taken.
+//! exists they behave as the original does without a working agent: LOCAL
+//! (agent call fails, no load data) takes the first host, SSH (no broker
+//! SSH key set up, so no agent at all) picks at random like NONE.
 
 use crate::profiles::Selection;
 use rand::seq::SliceRandom;
@@ -113,7 +114,7 @@ pub async fn select_session(
     let mut server_name = server_list[0].clone();
     let mut server_port = sel.sshport;
     let mut server_addr;
-    let random_choice = opts.mode == AgentQueryMode::None;
+    let random_choice = opts.mode != AgentQueryMode::Local;
     loop {
         // `localhost` entries move to the end under this host's name.
         let locals = server_list.iter().filter(|h| *h == "localhost").count();
@@ -254,6 +255,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(s.server, "no-server-available");
+    }
+
+    #[tokio::test]
+    async fn local_mode_without_agent_takes_the_first_host() {
+        let sel = selection(&["a", "b", "c"]);
+        let local = SelectOptions {
+            mode: AgentQueryMode::Local,
+            ..opts(true)
+        };
+        for _ in 0..20 {
+            assert_eq!(
+                select_session(&sel, &local, &up(&["a", "b", "c"]))
+                    .await
+                    .unwrap()
+                    .server,
+                "a"
+            );
+        }
+        // Fail-over goes down the list in order.
+        assert_eq!(
+            select_session(&sel, &local, &up(&["b", "c"]))
+                .await
+                .unwrap()
+                .server,
+            "b"
+        );
     }
 
     #[tokio::test]

@@ -78,8 +78,8 @@ impl SshArgs {
 
     /// A mode other than SSH, or an HTTP-only action, was asked for.
     pub fn asks_for_http(&self) -> bool {
-        let mode_is_ssh = self.mode.as_deref().map_or(true, |m| m.eq_ignore_ascii_case("SSH"));
-        !mode_is_ssh || self.daemonize
+        let other_mode = matches!(self.mode.as_deref(), Some(m) if !m.eq_ignore_ascii_case("SSH"));
+        other_mode || self.daemonize
     }
 }
 
@@ -121,7 +121,16 @@ mod tests {
 
     #[test]
     fn the_originals_spellings_are_accepted() {
-        let a = parse(&["--task", "selectsession", "--sid", "p1", "--authid", "c1", "--user", "u"]);
+        let a = parse(&[
+            "--task",
+            "selectsession",
+            "--sid",
+            "p1",
+            "--authid",
+            "c1",
+            "--user",
+            "u",
+        ]);
         assert_eq!(a.task.as_deref(), Some("selectsession"));
         assert_eq!(a.profile_id.as_deref(), Some("p1"));
         assert_eq!(a.auth_cookie.as_deref(), Some("c1"));

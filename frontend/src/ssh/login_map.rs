@@ -43,7 +43,11 @@ mod tests {
     fn only_mapped_logins_pass() {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("x2gobroker.conf");
-        std::fs::write(&conf, "[global]\n[login-mapping]\nalice = alice-admin, alice-test\n").unwrap();
+        std::fs::write(
+            &conf,
+            "[global]\n[login-mapping]\nalice = alice-admin, alice-test\n",
+        )
+        .unwrap();
         assert!(check(&conf, "alice", "alice").is_ok());
         assert!(check(&conf, "alice", "alice-test").is_ok());
         assert!(check(&conf, "alice", "bob").is_err());
