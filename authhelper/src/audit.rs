@@ -68,7 +68,13 @@ pub enum Action<'a> {
         service: &'a str,
     },
     Status,
-    SshTask,
+    /// `caller` is the kernel-verified caller (name, or uid when it has
+    /// none); `broker_user` the identity the task runs for once decided.
+    SshTask {
+        caller: &'a str,
+        broker_user: Option<&'a str>,
+        task: Option<&'a str>,
+    },
 }
 
 /// Logs one decision. User names and addresses come from clients, so they
@@ -85,6 +91,15 @@ pub fn decision(peer: &PeerCredentials, action: &Action<'_>, outcome: &str) {
             client_address.unwrap_or("-")
         ),
         Action::Status => log::info!(target: AUDIT_TARGET, "AUDIT status {peer} outcome={outcome}"),
-        Action::SshTask => log::info!(target: AUDIT_TARGET, "AUDIT ssh-task {peer} outcome={outcome}"),
+        Action::SshTask {
+            caller,
+            broker_user,
+            task,
+        } => log::info!(
+            target: AUDIT_TARGET,
+            "AUDIT ssh-task caller={caller} user={:?} task={:?} {peer} outcome={outcome}",
+            broker_user.unwrap_or("-"),
+            task.unwrap_or("-")
+        ),
     }
 }

@@ -88,6 +88,21 @@ pub struct Options {
     #[arg(short, long, env = "X2GOBROKER_DEBUG", value_parser = parse_bool_flag, num_args = 0, default_missing_value = "1", default_value = "0")]
     pub debug: bool,
 
+    /// The program started (as the daemon user, with --ssh-worker) for
+    /// SSH-mode tasks; default: x2gobroker-ssh next to this program, in
+    /// ../bin, or /usr/bin.
+    #[arg(long, value_name = "PATH")]
+    pub ssh_worker_program: Option<PathBuf>,
+
+    /// Seconds an SSH-mode task may run before it is stopped.
+    #[arg(long, default_value = "120", value_parser = parse_seconds)]
+    pub ssh_task_timeout: Duration,
+
+    /// Most SSH-mode tasks running at once; further ones wait (within
+    /// their deadline).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub ssh_tasks: u32,
+
     /// Client mode: print the running helper's version, uptime and counters.
     #[arg(long)]
     pub status: bool,

@@ -1,7 +1,8 @@
 //! The root auth helper of the X2Go Session Broker.
 //!
 //! It is the only privileged part of the broker: it authenticates users with
-//! PAM on behalf of the unprivileged daemon and answers admin status queries,
+//! PAM on behalf of the unprivileged daemon, runs SSH-mode broker tasks in
+//! children dropped to the daemon user, and answers admin status queries,
 //! over one Unix stream socket whose peers it identifies with SO_PEERCRED.
 //! One module per concern; `server` wires them together.
 #![deny(unsafe_code)]
@@ -14,9 +15,12 @@ pub mod peer;
 pub mod policy;
 pub mod privileges;
 pub mod server;
+pub mod ssh_policy;
+pub mod ssh_task;
 pub mod stats;
 pub mod status_client;
 pub mod throttle;
+pub mod worker_launch;
 
 /// A start-up failure: printed as one clear line, exit status 1.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ use crate::pam::{self, PamOutcome, PamRequest};
 use crate::peer::PeerCredentials;
 use crate::policy::Policy;
 use crate::privileges;
+use crate::ssh_task::{self, SshTasks};
 use crate::stats::Stats;
 use crate::throttle::{Key, Throttle};
 use crate::StartupError;
@@ -35,6 +36,7 @@ struct State {
     pam_services: Vec<String>,
     read_timeout: Duration,
     pam_timeout: Duration,
+    ssh_tasks: SshTasks,
 }
 
 pub fn run(options: Options) -> Result<(), StartupError> {
@@ -65,6 +67,15 @@ pub fn run(options: Options) -> Result<(), StartupError> {
         pam_services: options.pam_allow_list(),
         read_timeout: options.read_timeout,
         pam_timeout: options.pam_timeout,
+        ssh_tasks: SshTasks::new(
+            options
+                .ssh_worker_program
+                .clone()
+                .unwrap_or_else(crate::worker_launch::default_program),
+            &options.daemon_user,
+            options.ssh_task_timeout,
+            options.ssh_tasks as usize,
+        ),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -81,10 +92,14 @@ pub fn run(options: Options) -> Result<(), StartupError> {
         )
         .map_err(|e| StartupError::new(format!("socket: {e}")))?;
         log::info!(
-            "serving on {} (PAM services {:?}, protocol {PROTOCOL_VERSION})",
+            "serving on {} (PAM services {:?}, protocol {PROTOCOL_VERSION}, SSH-mode worker {})",
             listener.description,
-            state.pam_services
+            state.pam_services,
+            state.ssh_tasks.program.display()
         );
+        if let Err(e) = crate::worker_launch::check_program(&state.ssh_tasks.program) {
+            log::warn!("SSH-mode tasks will be refused until this is fixed: {e}");
+        }
         serve(socket, state, max_connections).await
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -181,6 +196,16 @@ async fn handle_connection(mut stream: UnixStream, state: &State) {
             Ok(request) => request,
             Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
         };
+        if let Request::RunSshTask(task) = request {
+            // Answered with a stream of frames; one task per connection.
+            Stats::bump(&state.stats.requests);
+            let ctx = ssh_task::Context {
+                tasks: &state.ssh_tasks,
+                stats: &state.stats,
+                write_timeout: state.read_timeout,
+            };
+            return ssh_task::serve(&mut stream, task, &peer, &ctx).await;
+        }
         let response = dispatch(request, &peer, state).await;
         if send(&mut stream, state, &response).await.is_err() {
             return;
@@ -242,13 +267,8 @@ async fn dispatch(request: Request, peer: &PeerCredentials, state: &State) -> Re
                 )
             }
         }
-        Request::RunSshTask(_) => {
-            audit::decision(peer, &Action::SshTask, "unavailable");
-            error(
-                ErrorKind::Unavailable,
-                "SSH mode not supported by this helper yet",
-            )
-        }
+        // Served by handle_connection (a stream of answers, not one).
+        Request::RunSshTask(_) => error(ErrorKind::Internal, "SSH-mode task not dispatched"),
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use x2gobroker_protocol::client::ClientError;
 use x2gobroker_protocol::frame::blocking::{read_message, write_message};
-use x2gobroker_protocol::{ErrorKind, Request, Response, SshTaskRequest, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use x2gobroker_protocol::{ErrorKind, Request, Response, MAX_FRAME_LEN, PROTOCOL_VERSION};
 use x2gobroker_systemtests::helper::*;
 
 const AUTHPROBE: &str = env!("CARGO_BIN_EXE_authprobe");
@@ -289,21 +289,7 @@ fn connections_beyond_the_limit_are_refused_and_slots_come_back() {
     });
 }
 
-#[test]
-fn ssh_tasks_are_not_served_yet() {
-    let helper = RunningHelper::start("sshtask", &[]);
-    let request = Request::RunSshTask(SshTaskRequest {
-        args: vec!["--task".into(), "listsessions".into()],
-        ssh_client: None,
-    });
-    match helper.client().call(&request) {
-        Err(ClientError::Refused(e)) => {
-            assert_eq!(e.kind, ErrorKind::Unavailable);
-            assert!(e.message.contains("SSH mode not supported"), "{}", e.message);
-        }
-        other => panic!("{other:?}"),
-    }
-}
+// SSH-mode tasks: tests/tests/ssh_mode.rs.
 
 // ---- concurrency and throttling --------------------------------------------
 

@@ -1,0 +1,241 @@
+//! The SSH-mode worker: started only by the root helper, as the daemon
+//! user, with the verified identity on descriptor 3 (DESIGN §3.3). It checks
+//! that this is how it was started, reads the job, re-parses the command
+//! line and refuses anything that disagrees with the helper's decision,
+//! loads the system configuration (§3.10) and prints the task's output.
+
+use super::args::{missing_task_text, SshArgs, MISSING_TASK_EXIT};
+use super::login_map;
+use super::output::{self, Task, TaskError};
+use crate::backend::Backend;
+use crate::config::Environment;
+use crate::state::Broker;
+use nix::sys::socket::{getsockopt, sockopt};
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::Duration;
+use x2gobroker_protocol::WorkerJob;
+
+/// How long the helper may take to hand over the job.
+const JOB_TIMEOUT: Duration = Duration::from_secs(10);
+/// `/proc/self/status` fields reported in debug mode.
+const CREDENTIAL_FIELDS: [&str; 9] = [
+    "Uid",
+    "Gid",
+    "Groups",
+    "NoNewPrivs",
+    "CapInh",
+    "CapPrm",
+    "CapEff",
+    "CapBnd",
+    "CapAmb",
+];
+
+const PROGRAM: &str = "x2gobroker-ssh";
+
+/// Exit status for every refusal to run or to serve.
+const REFUSED: u8 = 1;
+
+fn refuse(message: &str) -> ExitCode {
+    eprintln!("{PROGRAM}: {message}");
+    ExitCode::from(REFUSED)
+}
+
+/// Worker entry point; `job` is descriptor 3.
+pub fn main(job: UnixStream) -> ExitCode {
+    let env = match Environment::from_process("x2gobroker") {
+        Ok(env) => env,
+        Err(e) => return refuse(&format!("{e}")),
+    };
+    if let Err(reason) = started_by_helper(&job, &env.daemon_user) {
+        return refuse(&format!(
+            "worker mode is for x2gobroker-authhelper only and refuses to run otherwise ({reason})"
+        ));
+    }
+    let job = match read_job(job) {
+        Ok(job) => job,
+        Err(e) => return refuse(&format!("no job from the helper: {e}")),
+    };
+    serve(job, env)
+}
+
+/// The checks that make worker mode useless to anyone but the helper.
+fn started_by_helper(job: &UnixStream, daemon_user: &str) -> Result<(), String> {
+    let daemon = nix::unistd::User::from_name(daemon_user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("unknown daemon user {daemon_user:?}"))?;
+    let (uid, euid) = (nix::unistd::getuid(), nix::unistd::geteuid());
+    if uid.is_root() || uid != daemon.uid || euid != daemon.uid {
+        return Err(format!(
+            "running as uid {uid}/{euid}, not as the daemon user {daemon_user}"
+        ));
+    }
+    // SO_PEERCRED of a socketpair names the process that made it: our
+    // parent, as root. Nobody else can make such a descriptor.
+    let peer = getsockopt(job, sockopt::PeerCredentials)
+        .map_err(|e| format!("descriptor 3 is not the helper's job socket: {e}"))?;
+    if peer.uid() != 0 || peer.pid() != nix::unistd::getppid().as_raw() {
+        return Err(format!(
+            "descriptor 3 comes from uid {} pid {}, not from the parent helper",
+            peer.uid(),
+            peer.pid()
+        ));
+    }
+    let status =
+        std::fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc/self/status: {e}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string()
+    };
+    if field("NoNewPrivs") != "1" {
+        return Err("no_new_privs is not set".into());
+    }
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        if u64::from_str_radix(&field(set), 16) != Ok(0) {
+            return Err(format!("capability set {set} is not empty"));
+        }
+    }
+    Ok(())
+}
+
+fn read_job(mut job: UnixStream) -> Result<WorkerJob, String> {
+    job.set_read_timeout(Some(JOB_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    x2gobroker_protocol::frame::blocking::read_message(&mut job).map_err(|e| e.to_string())
+}
+
+fn serve(job: WorkerJob, mut env: Environment) -> ExitCode {
+    let args = match SshArgs::parse_list(&job.args) {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    // The helper decided who this task is for; the command line must agree.
+    if args.user.as_deref().is_some_and(|u| u != job.broker_user) {
+        return refuse("--user disagrees with the identity the helper verified; refusing");
+    }
+    if args.config_file.is_some() && job.caller_uid != 0 {
+        return refuse("only root may choose the configuration file (-C) in SSH mode");
+    }
+    if args.asks_for_http() {
+        return refuse("only SSH-mode tasks run through the helper");
+    }
+    if args.event.is_some() {
+        return ExitCode::SUCCESS;
+    }
+    let Some(task) = args.task.as_deref() else {
+        print!("{}", missing_task_text(job.caller_uid == 0));
+        let _ = std::io::stdout().flush();
+        return ExitCode::from(MISSING_TASK_EXIT);
+    };
+    if let Some(config) = &args.config_file {
+        env.config_file = config.clone();
+    }
+    let debug = args.debug || args.debug_interactively || env.debug;
+    init_logging(debug);
+    if debug {
+        report_credentials();
+    }
+    let mut broker = match Broker::load(&env) {
+        Ok(b) => b,
+        Err(e) => return refuse(&format!("configuration error: {e}")),
+    };
+    output::trust_ssh_authentication(&mut broker);
+    let backend_name = args
+        .backend
+        .clone()
+        .unwrap_or_else(|| env.default_backend.clone());
+    // A fixed table (the original passes the name to exec()).
+    let Some(backend) = Backend::from_name(&backend_name) else {
+        return refuse(&format!("unknown backend: {backend_name}"));
+    };
+    let login = args.login.clone().unwrap_or_else(|| job.broker_user.clone());
+    if let Err(e) = login_map::check(&broker.config_path, &job.broker_user, &login) {
+        return refuse(&format!("refused: {e}"));
+    }
+    // The original's SSH_CLIENT reading; the helper validated the address.
+    let client: IpAddr = job
+        .client_address
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let task = Task {
+        backend,
+        broker_user: &job.broker_user,
+        login: &login,
+        client,
+        cookie: args.auth_cookie.as_deref().unwrap_or(""),
+        task,
+        profile_id: args.profile_id.as_deref().unwrap_or(""),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return refuse(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(output::render(&broker, &task)) {
+        Ok(text) => {
+            // The original print()s the output when there is any.
+            if !text.is_empty() {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(text.as_bytes());
+                let _ = stdout.write_all(b"\n");
+                let _ = stdout.flush();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(TaskError(e)) => refuse(&e),
+    }
+}
+
+/// In debug mode: the worker's own credentials, so an administrator (and
+/// the system tests) can see what a task runs with.
+fn report_credentials() {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return;
+    };
+    for line in status.lines() {
+        if let Some((name, value)) = line.split_once(':') {
+            if CREDENTIAL_FIELDS.contains(&name) {
+                log::debug!("worker-credentials {name}: {}", value.trim());
+            }
+        }
+    }
+}
+
+struct StderrLogger {
+    level: log::LevelFilter,
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.level
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{PROGRAM} - {} - {}", r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Errors only, unless debugging: X2Go Client shows stderr to the user.
+fn init_logging(debug: bool) {
+    let level = if debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Error
+    };
+    let logger = Box::leak(Box::new(StderrLogger { level }));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
