@@ -9,6 +9,16 @@ use warp::Filter;
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_x2gobroker-daemon");
 
+/// Kills the daemon however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn curl_status(url: &str, body: &str) -> String {
     let out = Command::new("curl")
         .args([
@@ -90,16 +100,18 @@ async fn https_get_accepts_only_what_the_web_server_accepts() {
     fs::write(&profiles, "[p]\n").unwrap();
     let log = d.join("daemon.log");
     let out = fs::File::create(&log).unwrap();
-    let mut child = Command::new(DAEMON)
-        .arg("-C")
-        .arg(&config)
-        .args(["-b", "127.0.0.1:0"])
-        .env("X2GOBROKER_SESSIONPROFILES", &profiles)
-        .env("SSL_CERT_FILE", &cert)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+    let _daemon = KillOnDrop(
+        Command::new(DAEMON)
+            .arg("-C")
+            .arg(&config)
+            .args(["-b", "127.0.0.1:0"])
+            .env("X2GOBROKER_SESSIONPROFILES", &profiles)
+            .env("SSL_CERT_FILE", &cert)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = loop {
         let text = fs::read_to_string(&log).unwrap_or_default();
@@ -125,6 +137,4 @@ async fn https_get_accepts_only_what_the_web_server_accepts() {
         "401"
     );
     assert_eq!(check("user=bob&password=pw-1&task=testcon").await.unwrap(), "401");
-    let _ = child.kill();
-    let _ = child.wait();
 }
