@@ -23,6 +23,9 @@ pub fn run(kind: BrokerKind, path: &Path) -> Result<(), String> {
     let mut cookies = CookieCleanup::new(kind, tmp.path());
     let result = run_in(kind, &scenario, tmp.path(), &mut cookies);
     cookies.clean();
+    for argv in &scenario.cleanup {
+        let _ = run_command(argv);
+    }
     result.map_err(|e| match &scenario.difference {
         Some(why) => format!("{e}\n(deliberate difference in this scenario: {why})"),
         None => e,
@@ -87,6 +90,10 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
         }
     }
 
+    for argv in &sc.setup {
+        run_command(argv)?;
+    }
+
     let auth_dir = dir.join("auth");
     std::fs::create_dir_all(&auth_dir).map_err(|e| e.to_string())?;
     let auth_socket = auth_dir.join("auth.sock");
@@ -124,6 +131,9 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
             req.path,
             label_of(req)
         );
+        for argv in &req.before {
+            run_command(argv).map_err(|e| format!("{what}: {e}"))?;
+        }
         let outgoing = outgoing(req, &v)?;
         let timeout = req
             .timeout_secs
@@ -217,6 +227,25 @@ fn outgoing<'a>(req: &'a Request, v: &Vars) -> Result<Outgoing<'a>, String> {
 
 fn label_of(req: &Request) -> String {
     req.name.as_deref().map(|n| format!(", {n}")).unwrap_or_default()
+}
+
+/// Runs one command of a scenario (no shell); an error unless it exits 0.
+fn run_command(argv: &[String]) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let out = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("run {argv:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{argv:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 fn write(path: &Path, content: &str) -> Result<(), String> {

@@ -49,6 +49,13 @@ pub struct Scenario {
     /// X2GOBROKER_AGENT_CMD).
     #[serde(default)]
     pub executables: BTreeMap<String, String>,
+    /// Commands (argument vectors, no shell) run before the broker starts; a failure
+    /// fails the scenario. For system state a scenario needs, e.g. a throw-away group.
+    #[serde(default)]
+    pub setup: Vec<Vec<String>>,
+    /// Commands run at the end, also after a failure; their failures are ignored.
+    #[serde(default)]
+    pub cleanup: Vec<Vec<String>>,
     /// The requests, sent in order over fresh connections.
     #[serde(default, rename = "request")]
     pub requests: Vec<Request>,
@@ -88,6 +95,10 @@ pub struct Request {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Commands (argument vectors) run just before this request; a failure fails
+    /// the scenario.
+    #[serde(default)]
+    pub before: Vec<Vec<String>>,
     /// Seconds to wait for the answer (default 30).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
