@@ -171,9 +171,14 @@ pub struct Profile {
     pub acl: ProfileAcl,
     pub broker: BrokerSettings,
     pub selection: Selection,
-    /// Set when the profile cannot be rendered (the original answers 500
-    /// for any listsessions while such a profile exists).
+    /// A value of the wrong type: the original answers 500 for every
+    /// listing while such a profile exists, and for selecting it.
     pub error: Option<String>,
+    /// The profile cannot be shown (e.g. `sshport` or `command` not-set):
+    /// 500 for listings in which it is visible.
+    pub visible_error: Option<String>,
+    /// Selecting the profile fails (500) in the original (`sshport` not-set).
+    pub select_error: bool,
     /// `[id]\nkey=value\n...\n\n` for plain output.
     plain: Vec<Piece>,
     /// The profile's JSON object (at the nesting of `profiles`).
@@ -330,9 +335,15 @@ fn build_profile(
     }
     values.retain(|(k, _)| !k.starts_with("acl-") && !k.starts_with("broker-") && k != "default");
 
+    let mut visible_error = None;
+    let mut select_error = error.is_some();
     let sshport = match values.iter().find(|(k, _)| k == "sshport") {
         Some((_, Value::Int(p))) => *p,
-        _ => 22,
+        _ => {
+            visible_error = Some(format!("profile [{id}]: sshport is not set"));
+            select_error = true;
+            22
+        }
     };
     let mut hosts = Vec::new();
     let mut host_address = HashMap::new();
@@ -383,8 +394,8 @@ fn build_profile(
         .filter(|(_, v)| !matches!(v, Value::Str(s) if s == "not-set"))
         .cloned()
         .collect();
-    if !shown.iter().any(|(k, _)| k == "command") && error.is_none() {
-        error = Some(format!("profile [{id}]: command = not-set"));
+    if !shown.iter().any(|(k, _)| k == "command") {
+        visible_error.get_or_insert_with(|| format!("profile [{id}]: command = not-set"));
     }
     if broker.session_autologin.unwrap_or(false) || default_session_autologin {
         set_value(&mut shown, "autologin", Value::Bool(true));
@@ -402,13 +413,11 @@ fn build_profile(
         match hosts.first() {
             Some(first) => set_value(&mut shown, "host", Value::List(vec![first.clone()])),
             None => {
-                error.get_or_insert_with(|| format!("profile [{id}]: shadow profile without a host"));
+                visible_error.get_or_insert_with(|| format!("profile [{id}]: shadow profile without a host"));
             }
         }
     }
-    if let Some(e) = &error {
-        warnings.push(e.clone());
-    }
+    warnings.extend(error.iter().chain(visible_error.iter()).cloned());
 
     let (plain, json) = render_pieces(&shown);
     Profile {
@@ -417,6 +426,8 @@ fn build_profile(
         broker,
         selection,
         error,
+        visible_error,
+        select_error,
         plain,
         json,
         values: values
@@ -522,6 +533,8 @@ pub fn zeroconf_profile(desktop_shell: &str) -> Profile {
             sshproxyhost: None,
         },
         error: None,
+        visible_error: None,
+        select_error: false,
         plain,
         json,
         values: shown,

@@ -315,18 +315,22 @@ impl TaskContext<'_> {
                 let user = self.fields.user.as_str();
                 let groups = OnceCell::new();
                 let include_primary = !self.broker.global.ignore_primary_group_memberships;
-                Ok(ProfileList::Inifile(
-                    set.profiles
-                        .iter()
-                        .filter(|p| {
-                            p.acl.permits(user, Some(self.client), |u| {
-                                groups
-                                    .get_or_init(|| nameservice::user_groups(u, include_primary))
-                                    .clone()
-                            })
+                let visible: Vec<&Profile> = set
+                    .profiles
+                    .iter()
+                    .filter(|p| {
+                        p.acl.permits(user, Some(self.client), |u| {
+                            groups
+                                .get_or_init(|| nameservice::user_groups(u, include_primary))
+                                .clone()
                         })
-                        .collect(),
-                ))
+                    })
+                    .collect();
+                if let Some(e) = visible.iter().find_map(|p| p.visible_error.as_ref()) {
+                    log::error!("cannot list profiles: {e}");
+                    return Err(TaskFailed);
+                }
+                Ok(ProfileList::Inifile(visible))
             }
         }
     }
@@ -339,6 +343,10 @@ impl TaskContext<'_> {
         let Some(profile) = self.broker.profiles.get(&self.fields.profile_id) else {
             return Ok(select::no_such_profile());
         };
+        if profile.select_error {
+            log::error!("selectsession: profile {} is not usable", profile.id);
+            return Err(TaskFailed);
+        }
         // DESIGN §7: selectsession applies the profile's ACLs.
         let include_primary = !self.broker.global.ignore_primary_group_memberships;
         if !profile.acl.permits(&self.fields.user, Some(self.client), |u| {
