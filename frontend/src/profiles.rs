@@ -397,7 +397,8 @@ fn build_profile(
     if !shown.iter().any(|(k, _)| k == "command") {
         visible_error.get_or_insert_with(|| format!("profile [{id}]: command = not-set"));
     }
-    if broker.session_autologin.unwrap_or(false) || default_session_autologin {
+    // A profile's own setting (when not empty) wins over the global default.
+    if broker.session_autologin.unwrap_or(default_session_autologin) {
         set_value(&mut shown, "autologin", Value::Bool(true));
         set_value(
             &mut shown,

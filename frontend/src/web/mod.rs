@@ -368,7 +368,10 @@ impl TaskContext<'_> {
             .unwrap_or_else(|| g.default_agent_query_mode.clone());
         let opts = SelectOptions {
             mode: AgentQueryMode::parse(&mode),
-            portscan: profile.broker.portscan_x2goservers.unwrap_or(false) || g.default_portscan_x2goservers,
+            portscan: profile
+                .broker
+                .portscan_x2goservers
+                .unwrap_or(g.default_portscan_x2goservers),
             local_hostname: nix::unistd::gethostname()
                 .ok()
                 .and_then(|h| h.into_string().ok())
