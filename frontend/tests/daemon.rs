@@ -273,3 +273,54 @@ fn https_when_certificate_and_key_are_set() {
         .unwrap();
     assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
 }
+
+#[test]
+fn x2gobroker_with_mode_http_serves_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = write(d, "x2gobroker.conf", OPEN);
+    let profiles = write(d, "p.conf", "[via-x2gobroker]\n");
+    let mut cmd = command(BROKER, d, &profiles);
+    cmd.args(["-M", "HTTP"]);
+    let daemon = Daemon::start(cmd, d, &config);
+    assert!(daemon
+        .post("/plain/", "user=u&task=listsessions")
+        .1
+        .contains("[via-x2gobroker]"));
+}
+
+#[test]
+fn drop_privileges_switches_to_the_daemon_user() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let Ok(Some(user)) = nix::unistd::User::from_name("x2gobroker") else {
+        eprintln!("skipping: no x2gobroker user (scripts/setup-test-env.sh)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The daemon user must be able to read its configuration.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = write(d, "x2gobroker.conf", OPEN);
+    let profiles = write(d, "p.conf", "[dropped]\n");
+    let mut cmd = command(DAEMON, d, &profiles);
+    cmd.arg("--drop-privileges");
+    let daemon = Daemon::start(cmd, d, &config);
+    let status = fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
+    let expected = user.uid.as_raw().to_string();
+    assert!(uids.split_whitespace().skip(1).all(|u| u == expected), "{uids}");
+    let groups = status
+        .lines()
+        .find(|l| l.starts_with("Groups:"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(groups.trim(), "Groups:");
+    assert!(daemon
+        .post("/plain/", "user=u&task=listsessions")
+        .1
+        .contains("[dropped]"));
+}
