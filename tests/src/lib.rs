@@ -6,3 +6,6 @@ pub mod compliance;
 
 /// Auth helper test support: start helper instances on temp sockets, clients, probes.
 pub mod helper;
+
+/// SSH-mode test support: helper with a task configuration, runs as real users, sshd.
+pub mod ssh;
