@@ -5,10 +5,11 @@
 
 #![forbid(unsafe_code)]
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use x2gobroker_systemtests::compliance::{broker::BrokerKind, runner, scenario, scenario_dir};
+use x2gobroker_systemtests::compliance::{broker::BrokerKind, runner, scenario, scenario_dir, selftest_dir};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -19,22 +20,41 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let files = match scenario::scenario_files(&scenario_dir()) {
-        Ok(f) => f,
-        Err(e) => {
+    let (files, selftests) = match (
+        scenario::scenario_files(&scenario_dir()),
+        scenario::scenario_files(&selftest_dir()),
+    ) {
+        (Ok(f), Ok(s)) => (f, s),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let trials = files
+    let mut trials: Vec<Trial> = files
         .into_iter()
         .map(|path| {
-            let name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = stem(&path);
             Trial::test(name, move || runner::run(kind, &path).map_err(Failed::from)).with_kind(kind.name())
         })
         .collect();
+    trials.extend(selftests.into_iter().map(|path| {
+        let name = format!("selftest-must-fail-{}", stem(&path));
+        Trial::test(name, move || must_fail(kind, &path)).with_kind(kind.name())
+    }));
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A deliberately wrong scenario must fail on a response check, not on start-up.
+fn must_fail(kind: BrokerKind, path: &Path) -> Result<(), Failed> {
+    match runner::run(kind, path) {
+        Ok(()) => Err("the deliberately wrong scenario passed".into()),
+        Err(e) if e.contains(&format!(" against {}:", kind.name())) => Ok(()),
+        Err(e) => Err(format!("failed, but not on a response check:\n{e}").into()),
+    }
 }

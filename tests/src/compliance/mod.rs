@@ -16,3 +16,9 @@ use std::path::{Path, PathBuf};
 pub fn scenario_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("compliance/scenarios")
 }
+
+/// Directory holding deliberately wrong scenarios: the harness must report each
+/// as a failed check (proof that scenarios can fail).
+pub fn selftest_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("compliance/selftest")
+}
