@@ -120,7 +120,7 @@ fn complete(raw: &[u8], head_only: bool) -> bool {
     }
 }
 
-fn parse(raw: &[u8]) -> Result<Response, String> {
+pub fn parse(raw: &[u8]) -> Result<Response, String> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -8,6 +8,7 @@ pub mod expect;
 pub mod http;
 pub mod runner;
 pub mod scenario;
+pub mod tls;
 pub mod vars;
 
 use std::path::{Path, PathBuf};

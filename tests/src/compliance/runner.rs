@@ -10,6 +10,7 @@ use super::broker::{self, BrokerKind, BrokerSetup, Running, TempDir};
 use super::expect;
 use super::http::{self, Outgoing};
 use super::scenario::{Listen, Request, Scenario};
+use super::tls;
 use super::vars::{self, Vars};
 
 /// Runs the scenario in `path` against `kind`; the error text says what differed.
@@ -104,6 +105,17 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
     };
 
     let mut env = Vec::new();
+    let cert = if sc.tls { Some(tls::make_cert(dir)?) } else { None };
+    if let Some(c) = &cert {
+        env.push((
+            "X2GOBROKER_SSL_CERTFILE".to_owned(),
+            c.cert.to_string_lossy().into_owned(),
+        ));
+        env.push((
+            "X2GOBROKER_SSL_KEYFILE".to_owned(),
+            c.key.to_string_lossy().into_owned(),
+        ));
+    }
     for (k, val) in &sc.env {
         env.push((k.clone(), v.expand(val)?));
     }
@@ -139,8 +151,11 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
             .timeout_secs
             .map(Duration::from_secs)
             .unwrap_or(http::DEFAULT_TIMEOUT);
-        let answer = http::send(addr, &outgoing, timeout)
-            .map_err(|e| format!("{what}: {e}\n{}", running.log_tail()))?;
+        let sent = match &cert {
+            Some(c) => tls::send(addr, &outgoing, timeout, &c.cert),
+            None => http::send(addr, &outgoing, timeout),
+        };
+        let answer = sent.map_err(|e| format!("{what}: {e}\n{}", running.log_tail()))?;
         let exp = req.expect.for_broker(kind);
         let resp = match (answer, exp.no_answer) {
             (None, true) => continue,

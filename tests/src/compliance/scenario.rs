@@ -27,6 +27,10 @@ pub struct Scenario {
     /// Address family the broker listens on and the client connects from.
     #[serde(default)]
     pub listen: Listen,
+    /// Serve HTTPS (a throw-away self-signed certificate via X2GOBROKER_SSL_CERTFILE
+    /// and X2GOBROKER_SSL_KEYFILE); requests then go through curl.
+    #[serde(default)]
+    pub tls: bool,
     /// Start the PAM authentication service (the original's authservice, or our authhelper).
     #[serde(default)]
     pub auth_service: bool,
