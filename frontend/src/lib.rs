@@ -5,11 +5,13 @@
 
 pub mod access;
 pub mod acl;
+pub mod agent;
 pub mod authmech;
 pub mod backend;
 pub mod config;
 pub mod cookies;
 pub mod daemon;
+pub mod hostnames;
 pub mod ini;
 pub mod jsonout;
 pub mod nameservice;

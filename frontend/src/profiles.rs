@@ -129,12 +129,28 @@ fn typed(key: &str, raw: &str) -> Result<Value, String> {
     }
 }
 
-/// One piece of a pre-rendered output: literal text or the user's name.
+/// One piece of a pre-rendered output: literal text or a value that
+/// depends on the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
     Text(String),
     /// `user=BROKER_USER` is replaced by the requesting user's name.
     UserName,
+    /// The host list; the agent may narrow it to the session's host. Holds
+    /// the configured list.
+    Hosts(Vec<String>),
+    /// Where a `status` entry goes when the agent reports a session.
+    Status,
+}
+
+/// What a listing knows about the requester beyond the profile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderContext<'a> {
+    pub user: &'a str,
+    /// Replaces the host list (agent modes).
+    pub hosts: Option<&'a [String]>,
+    /// `R` or `S` when the agent reported a session.
+    pub status: Option<&'a str>,
 }
 
 /// Settings from a profile's `broker-*` keys that the broker itself uses.
@@ -201,27 +217,80 @@ impl Profile {
 
     /// `[id]` and the profile's lines, ending with a blank line.
     pub fn render_plain(&self, out: &mut String, user: &str) {
-        self.render_plain_as(out, &self.id, user);
+        self.render_plain_with(
+            out,
+            &self.id,
+            &RenderContext {
+                user,
+                ..Default::default()
+            },
+        );
     }
 
+    /// Under another ID (zeroconf's per-request UUID).
     pub fn render_plain_as(&self, out: &mut String, id: &str, user: &str) {
+        self.render_plain_with(
+            out,
+            id,
+            &RenderContext {
+                user,
+                ..Default::default()
+            },
+        );
+    }
+
+    pub fn render_plain_with(&self, out: &mut String, id: &str, ctx: &RenderContext<'_>) {
         out.push('[');
         out.push_str(id);
         out.push_str("]\n");
-        render(&self.plain, out, user, false);
+        render(&self.plain, out, ctx, false);
     }
 
     pub fn render_json(&self, out: &mut String, user: &str) {
-        render(&self.json, out, user, true);
+        self.render_json_with(
+            out,
+            &RenderContext {
+                user,
+                ..Default::default()
+            },
+        );
+    }
+
+    pub fn render_json_with(&self, out: &mut String, ctx: &RenderContext<'_>) {
+        render(&self.json, out, ctx, true);
     }
 }
 
-fn render(pieces: &[Piece], out: &mut String, user: &str, json: bool) {
+const JSON_DEPTH: usize = 3;
+
+fn render(pieces: &[Piece], out: &mut String, ctx: &RenderContext<'_>, json: bool) {
     for p in pieces {
         match p {
             Piece::Text(t) => out.push_str(t),
-            Piece::UserName if json => jsonout::string(out, user),
-            Piece::UserName => out.push_str(user),
+            Piece::UserName if json => jsonout::string(out, ctx.user),
+            Piece::UserName => out.push_str(ctx.user),
+            Piece::Hosts(configured) => {
+                let hosts = ctx.hosts.unwrap_or(configured);
+                if json {
+                    jsonout::string_list(out, hosts, JSON_DEPTH);
+                } else {
+                    out.push_str(&hosts.join(","));
+                }
+            }
+            Piece::Status => {
+                if let Some(status) = ctx.status {
+                    if json {
+                        out.push_str(",\n");
+                        jsonout::indent(out, JSON_DEPTH);
+                        out.push_str("\"status\": ");
+                        jsonout::string(out, status);
+                    } else {
+                        out.push_str("status=");
+                        out.push_str(status);
+                        out.push('\n');
+                    }
+                }
+            }
         }
     }
 }
@@ -451,40 +520,60 @@ pub fn render_pieces(shown: &[(String, Value)]) -> (Vec<Piece>, Vec<Piece>) {
     for (k, v) in shown {
         text.push_str(k);
         text.push('=');
-        if substitutes_user(k, v) {
-            plain.push(Piece::Text(std::mem::take(&mut text)));
-            plain.push(Piece::UserName);
-        } else {
-            text.push_str(&v.plain());
+        match v {
+            _ if substitutes_user(k, v) => {
+                plain.push(Piece::Text(std::mem::take(&mut text)));
+                plain.push(Piece::UserName);
+            }
+            Value::List(hosts) if k == "host" => {
+                plain.push(Piece::Text(std::mem::take(&mut text)));
+                plain.push(Piece::Hosts(hosts.clone()));
+            }
+            _ => text.push_str(&v.plain()),
         }
         text.push('\n');
     }
-    text.push('\n');
     plain.push(Piece::Text(text));
+    plain.push(Piece::Status);
+    plain.push(Piece::Text("\n".into()));
 
     let mut sorted: Vec<&(String, Value)> = shown.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut json = Vec::new();
     let mut text = String::from("{");
-    const DEPTH: usize = 3;
+    let mut status_placed = false;
     for (i, (k, v)) in sorted.iter().enumerate() {
+        if !status_placed && k.as_str() > "status" && i > 0 {
+            json.push(Piece::Text(std::mem::take(&mut text)));
+            json.push(Piece::Status);
+            status_placed = true;
+        }
         if i > 0 {
             text.push(',');
         }
         text.push('\n');
-        jsonout::indent(&mut text, DEPTH);
+        jsonout::indent(&mut text, JSON_DEPTH);
         jsonout::string(&mut text, k);
         text.push_str(": ");
-        if substitutes_user(k, v) {
-            json.push(Piece::Text(std::mem::take(&mut text)));
-            json.push(Piece::UserName);
-        } else {
-            v.json(&mut text, DEPTH);
+        match v {
+            _ if substitutes_user(k, v) => {
+                json.push(Piece::Text(std::mem::take(&mut text)));
+                json.push(Piece::UserName);
+            }
+            Value::List(hosts) if k == "host" => {
+                json.push(Piece::Text(std::mem::take(&mut text)));
+                json.push(Piece::Hosts(hosts.clone()));
+            }
+            _ => v.json(&mut text, JSON_DEPTH),
         }
+    }
+    if !status_placed && !sorted.is_empty() {
+        json.push(Piece::Text(std::mem::take(&mut text)));
+        json.push(Piece::Status);
     }
     if !sorted.is_empty() {
         text.push('\n');
-        jsonout::indent(&mut text, DEPTH - 1);
+        jsonout::indent(&mut text, JSON_DEPTH - 1);
     }
     text.push('}');
     json.push(Piece::Text(text));
@@ -628,7 +717,7 @@ fn is_fqdn(s: &str) -> bool {
 }
 
 /// IPv4 as netaddr 0.8's `valid_ipv4` accepts it (inet_aton forms).
-fn valid_ipv4(s: &str) -> bool {
+pub(crate) fn valid_ipv4(s: &str) -> bool {
     if s.parse::<Ipv4Addr>().is_ok() {
         return true;
     }

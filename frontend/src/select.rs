@@ -1,15 +1,21 @@
 //! selectsession: choose the X2Go server for a profile.
 //!
-//! Agent query mode NONE is implemented (random host, port scan with
-//! fail-over). LOCAL and SSH need the broker agent; until the agent module
-//! exists they behave as the original does without a working agent: LOCAL
-//! (agent call fails, no load data) takes the first host, SSH (no broker
-//! SSH key set up, so no agent at all) picks at random like NONE.
+//! Agent query mode NONE: a random host. LOCAL: the local broker agent
+//! tells the user's sessions (resume a suspended one, take over a running
+//! one) and session counts (least busy host, ties by name). SSH needs
+//! remote agents over SSH, not there yet: like the original without a
+//! broker SSH key, it behaves as NONE. Every choice is port-scanned (when
+//! enabled) with fail-over to the next host.
 
+use crate::agent::{LocalAgent, SessionLine};
+use crate::hostnames;
 use crate::profiles::Selection;
 use rand::seq::SliceRandom;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The original waits this long after suspending a running session.
+pub const TAKEOVER_PAUSE: Duration = Duration::from_secs(2);
 
 /// The original's port scan timeout.
 pub const PORTSCAN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,10 +107,62 @@ pub struct SelectOptions {
     pub local_hostname: String,
 }
 
+/// The agent to ask (LOCAL mode) and the user to ask about.
+pub type AgentQuery<'a> = Option<(&'a LocalAgent, &'a str)>;
+
+fn pick_least_busy(server_list: &[String], busy: &mut Vec<(String, i64)>) -> String {
+    let (normalized, domains) = hostnames::normalize(server_list);
+    let mut list = server_list.to_vec();
+    let mut counts = busy.clone();
+    let mut use_normalized = false;
+    if domains.len() == 1 {
+        // The agent's names without their domain (IP addresses drop out).
+        let mut short_counts: Vec<(String, i64)> = Vec::new();
+        let mut agent_domains: Vec<&str> = Vec::new();
+        for (server, count) in busy.iter() {
+            if hostnames::is_ip(server) {
+                continue;
+            }
+            let (host, domain) = server.split_once('.').unwrap_or((server.as_str(), ""));
+            match short_counts.iter_mut().find(|(h, _)| h == host) {
+                Some(entry) => entry.1 = *count,
+                None => short_counts.push((host.to_owned(), *count)),
+            }
+            if !domain.is_empty() && !agent_domains.contains(&domain) {
+                agent_domains.push(domain);
+            }
+        }
+        if agent_domains.len() <= 1 {
+            use_normalized = true;
+            list = normalized;
+            counts = short_counts;
+        }
+    }
+    for server in &list {
+        if !counts.iter().any(|(s, _)| s == server) {
+            counts.push((server.clone(), 0));
+        }
+    }
+    counts.retain(|(s, _)| list.contains(s));
+    if !use_normalized {
+        // Without normalization the original updates its table in place.
+        *busy = counts.clone();
+    }
+    let mut ranked: Vec<(i64, String)> = counts.into_iter().map(|(s, c)| (c, s)).collect();
+    ranked.sort();
+    log::debug!("load balancer analysis: {ranked:?}");
+    let mut name = ranked.first().map(|(_, s)| s.clone()).unwrap_or_default();
+    if domains.len() == 1 {
+        name = format!("{name}.{}", domains[0]);
+    }
+    name
+}
+
 pub async fn select_session(
     sel: &Selection,
     opts: &SelectOptions,
     scanner: &impl PortScanner,
+    agent: AgentQuery<'_>,
 ) -> Result<Selected, SelectError> {
     let mut server_list = sel.hosts.clone();
     if server_list.is_empty() {
@@ -114,7 +172,12 @@ pub async fn select_session(
     let mut server_name = server_list[0].clone();
     let mut server_port = sel.sshport;
     let mut server_addr;
-    let random_choice = opts.mode != AgentQueryMode::Local;
+    let mut session_list: Vec<SessionLine> = match agent {
+        Some((a, user)) if !user.is_empty() => a.list_sessions(user).await,
+        _ => Vec::new(),
+    };
+    let mut session_info: Option<String> = None;
+    let mut busy: Option<Vec<(String, i64)>> = None;
     loop {
         // `localhost` entries move to the end under this host's name.
         let locals = server_list.iter().filter(|h| *h == "localhost").count();
@@ -124,7 +187,52 @@ pub async fn select_session(
                 server_list.push(opts.local_hostname.clone());
             }
         }
-        if server_list.len() >= 2 && random_choice {
+        let session_servers: Vec<String> = session_list.iter().map(|s| s.server().to_owned()).collect();
+        let matching = if session_list.is_empty() {
+            Vec::new()
+        } else {
+            hostnames::matching(&server_list, &session_servers)
+        };
+        if !matching.is_empty() {
+            // Resume the user's suspended session, else take over a running one.
+            let on_profile = |status: &str| {
+                session_list
+                    .iter()
+                    .find(|s| matching.iter().any(|m| m == s.server()) && s.status() == status)
+                    .cloned()
+            };
+            if let Some(suspended) = on_profile("S") {
+                session_info = Some(suspended.0);
+            } else if let Some(running) = on_profile("R") {
+                if let Some((a, user)) = agent {
+                    a.suspend_session(user, running.name()).await;
+                }
+                tokio::time::sleep(TAKEOVER_PAUSE).await;
+                session_info = Some(running.0.replace("|R|", "|S|"));
+            }
+            if let Some(info) = &session_info {
+                let host = SessionLine(info.clone()).server().to_owned();
+                if sel.host_address.contains_key(&host) || server_list.contains(&host) {
+                    server_name = host;
+                } else if !hostnames::matching(&server_list, std::slice::from_ref(&host)).is_empty() {
+                    if let Some(s) = server_list.iter().find(|s| s.starts_with(&host)) {
+                        server_name = s.clone();
+                    }
+                } else {
+                    log::error!("configuration error: host names in the session profile and actual server names do not match");
+                    if let Some(choice) = server_list.choose(&mut rand::thread_rng()) {
+                        server_name = choice.clone();
+                    }
+                }
+            }
+        } else if let Some((a, user)) = agent.filter(|(_, u)| !u.is_empty() && server_list.len() >= 2) {
+            if busy.is_none() {
+                busy = Some(a.find_busy_servers(user).await);
+            }
+            if let Some(busy) = busy.as_mut() {
+                server_name = pick_least_busy(&server_list, busy);
+            }
+        } else if server_list.len() >= 2 {
             if sel.is_shadow {
                 server_list.truncate(1);
                 server_name = server_list[0].clone();
@@ -144,7 +252,9 @@ pub async fn select_session(
             || scanner.scan(&server_name, server_port).await
             || scanner.scan(&server_addr, server_port).await
         {
-            return Ok(Selected::plain(server_addr, server_port));
+            let mut selected = Selected::plain(server_addr, server_port);
+            selected.session_info = session_info;
+            return Ok(selected);
         }
         let Some(pos) = server_list.iter().position(|h| *h == server_name) else {
             // The original fails here (list.remove of a missing name).
@@ -153,6 +263,9 @@ pub async fn select_session(
             )));
         };
         server_list.remove(pos);
+        if let Some(info) = session_info.take() {
+            session_list.retain(|s| s.0 != info);
+        }
         match server_list.first() {
             Some(next) => {
                 log::warn!("failed to contact host '{server_name}', trying next server '{next}'");
@@ -223,7 +336,12 @@ mod tests {
         let sel = selection(&["a", "b", "c"]);
         let mut seen = HashSet::new();
         for _ in 0..200 {
-            seen.insert(select_session(&sel, &opts(false), &up(&[])).await.unwrap().server);
+            seen.insert(
+                select_session(&sel, &opts(false), &up(&[]), None)
+                    .await
+                    .unwrap()
+                    .server,
+            );
         }
         assert_eq!(seen.len(), 3, "{seen:?}");
     }
@@ -232,10 +350,12 @@ mod tests {
     async fn fails_over_to_hosts_that_answer() {
         let sel = selection(&["a", "b", "c"]);
         for _ in 0..50 {
-            let s = select_session(&sel, &opts(true), &up(&["c"])).await.unwrap();
+            let s = select_session(&sel, &opts(true), &up(&["c"]), None)
+                .await
+                .unwrap();
             assert_eq!((s.server.as_str(), s.port), ("c", 22));
         }
-        let s = select_session(&sel, &opts(true), &up(&[])).await.unwrap();
+        let s = select_session(&sel, &opts(true), &up(&[]), None).await.unwrap();
         assert_eq!(s.server, "no-X2Go-Server-available");
     }
 
@@ -244,29 +364,33 @@ mod tests {
         let mut sel = selection(&["srv1"]);
         sel.host_address.insert("srv1".into(), "10.0.0.1".into());
         sel.host_port.insert("srv1".into(), 2222);
-        let s = select_session(&sel, &opts(true), &up(&["10.0.0.1"]))
+        let s = select_session(&sel, &opts(true), &up(&["10.0.0.1"]), None)
             .await
             .unwrap();
         assert_eq!((s.server.as_str(), s.port), ("10.0.0.1", 2222));
         // A single host that is down is still handed out.
-        let s = select_session(&sel, &opts(true), &up(&[])).await.unwrap();
+        let s = select_session(&sel, &opts(true), &up(&[]), None).await.unwrap();
         assert_eq!((s.server.as_str(), s.port), ("10.0.0.1", 2222));
-        let s = select_session(&selection(&[]), &opts(true), &up(&[]))
+        let s = select_session(&selection(&[]), &opts(true), &up(&[]), None)
             .await
             .unwrap();
         assert_eq!(s.server, "no-server-available");
     }
 
     #[tokio::test]
-    async fn local_mode_without_agent_takes_the_first_host() {
-        let sel = selection(&["a", "b", "c"]);
+    async fn local_mode_with_a_failing_agent_takes_hosts_by_name() {
+        let sel = selection(&["c", "a", "b"]);
+        let broken = LocalAgent {
+            command: "/nonexistent/x2gobroker-agent".into(),
+        };
+        let agent = Some((&broken, "u"));
         let local = SelectOptions {
             mode: AgentQueryMode::Local,
             ..opts(true)
         };
         for _ in 0..20 {
             assert_eq!(
-                select_session(&sel, &local, &up(&["a", "b", "c"]))
+                select_session(&sel, &local, &up(&["a", "b", "c"]), agent)
                     .await
                     .unwrap()
                     .server,
@@ -275,7 +399,7 @@ mod tests {
         }
         // Fail-over goes down the list in order.
         assert_eq!(
-            select_session(&sel, &local, &up(&["b", "c"]))
+            select_session(&sel, &local, &up(&["b", "c"]), agent)
                 .await
                 .unwrap()
                 .server,
@@ -289,7 +413,10 @@ mod tests {
         sel.is_shadow = true;
         for _ in 0..20 {
             assert_eq!(
-                select_session(&sel, &opts(false), &up(&[])).await.unwrap().server,
+                select_session(&sel, &opts(false), &up(&[]), None)
+                    .await
+                    .unwrap()
+                    .server,
                 "a"
             );
         }

@@ -19,7 +19,7 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
     match task {
         "testcon" => return Reply::ok(TEXT_JSON, String::new()),
         "listprofiles" => {
-            let profiles = match ctx.visible_profiles() {
+            let profiles = match ctx.visible_profiles_with_sessions().await {
                 Err(_) => return Reply::error(500),
                 Ok(list) => list,
             };

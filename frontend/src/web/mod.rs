@@ -10,7 +10,9 @@ pub mod uccs;
 mod tests;
 
 use crate::access::{check_access, Access, Credentials};
+use crate::agent::{self, LocalAgent};
 use crate::backend::Backend;
+use crate::hostnames;
 use crate::nameservice;
 use crate::profiles::{self, Profile};
 use crate::select::{self, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
@@ -293,8 +295,42 @@ pub struct TaskContext<'a> {
 
 /// The profiles a user may see, sorted by ID; the ID to show with each.
 pub enum ProfileList<'a> {
-    Inifile(Vec<&'a Profile>),
+    Inifile(Vec<Listed<'a>>),
     Zeroconf(Box<Profile>, String),
+}
+
+/// A profile as listed to one user: what the agent reported (LOCAL mode)
+/// narrows its hosts and adds a session status.
+pub struct Listed<'a> {
+    pub profile: &'a Profile,
+    pub hosts: Option<Vec<String>>,
+    pub status: Option<&'static str>,
+}
+
+impl std::ops::Deref for Listed<'_> {
+    type Target = Profile;
+    fn deref(&self) -> &Profile {
+        self.profile
+    }
+}
+
+impl Listed<'_> {
+    fn render_context<'a>(&'a self, user: &'a str) -> profiles::RenderContext<'a> {
+        profiles::RenderContext {
+            user,
+            hosts: self.hosts.as_deref(),
+            status: self.status,
+        }
+    }
+
+    pub fn render_plain(&self, out: &mut String, user: &str) {
+        self.profile
+            .render_plain_with(out, &self.profile.id, &self.render_context(user));
+    }
+
+    pub fn render_json(&self, out: &mut String, user: &str) {
+        self.profile.render_json_with(out, &self.render_context(user));
+    }
 }
 
 impl TaskContext<'_> {
@@ -330,9 +366,66 @@ impl TaskContext<'_> {
                     log::error!("cannot list profiles: {e}");
                     return Err(TaskFailed);
                 }
-                Ok(ProfileList::Inifile(visible))
+                Ok(ProfileList::Inifile(
+                    visible
+                        .into_iter()
+                        .map(|profile| Listed {
+                            profile,
+                            hosts: None,
+                            status: None,
+                        })
+                        .collect(),
+                ))
             }
         }
+    }
+
+    /// The agent query mode for a profile: the profile's, the backend's,
+    /// then the global default.
+    pub fn agent_mode(&self, profile: &Profile) -> AgentQueryMode {
+        let mode = profile
+            .broker
+            .agent_query_mode
+            .clone()
+            .or_else(|| self.broker.inifile.agent_query_mode.clone())
+            .unwrap_or_else(|| self.broker.global.default_agent_query_mode.clone());
+        AgentQueryMode::parse(&mode)
+    }
+
+    fn local_agent(&self) -> LocalAgent {
+        LocalAgent {
+            command: self.broker.env.agent_cmd.clone().into(),
+        }
+    }
+
+    /// Like [`Self::visible_profiles`], with the user's sessions from the
+    /// agent for LOCAL-mode profiles (status `S`/`R`, their host first).
+    pub async fn visible_profiles_with_sessions(&self) -> Result<ProfileList<'_>, TaskFailed> {
+        let mut list = self.visible_profiles()?;
+        let ProfileList::Inifile(listed) = &mut list else {
+            return Ok(list);
+        };
+        let uses_agent = |p: &Profile| !p.selection.is_shadow && self.agent_mode(p) == AgentQueryMode::Local;
+        if !listed.iter().any(|l| uses_agent(l.profile)) {
+            return Ok(list);
+        }
+        let sessions = self.local_agent().list_sessions(&self.fields.user).await;
+        let (running, suspended) = agent::session_servers(&sessions);
+        for l in listed.iter_mut().filter(|l| uses_agent(l.profile)) {
+            let hosts = &l.profile.selection.hosts;
+            let on_suspended = hostnames::matching(hosts, &suspended);
+            let on_running = hostnames::matching(hosts, &running);
+            if let Some(h) = on_suspended.first() {
+                l.status = Some("S");
+                l.hosts = Some(vec![h.clone()]);
+            } else if let Some(h) = on_running.first() {
+                l.status = Some("R");
+                l.hosts = Some(vec![h.clone()]);
+            } else {
+                l.hosts = Some(hosts.iter().take(1).cloned().collect());
+            }
+        }
+        Ok(list)
     }
 
     /// selectsession for the requested profile.
@@ -360,14 +453,9 @@ impl TaskContext<'_> {
             return Ok(select::no_such_profile());
         }
         let g = &self.broker.global;
-        let mode = profile
-            .broker
-            .agent_query_mode
-            .clone()
-            .or_else(|| self.broker.inifile.agent_query_mode.clone())
-            .unwrap_or_else(|| g.default_agent_query_mode.clone());
+        let mode = self.agent_mode(profile);
         let opts = SelectOptions {
-            mode: AgentQueryMode::parse(&mode),
+            mode,
             portscan: profile
                 .broker
                 .portscan_x2goservers
@@ -377,7 +465,10 @@ impl TaskContext<'_> {
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| "localhost".into()),
         };
-        select::select_session(&profile.selection, &opts, &TcpPortScanner)
+        let local_agent = self.local_agent();
+        let agent = (mode == AgentQueryMode::Local && !profile.selection.is_shadow)
+            .then_some((&local_agent, self.fields.login.as_str()));
+        select::select_session(&profile.selection, &opts, &TcpPortScanner, agent)
             .await
             .map_err(|e| {
                 log::error!("selectsession: {}", e.0);

@@ -13,7 +13,7 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
     let user = ctx.fields.user.as_str();
     match ctx.fields.task.as_str() {
         "testcon" => return Reply::ok(TEXT_PLAIN, "OK".into()),
-        "listsessions" => match ctx.visible_profiles() {
+        "listsessions" => match ctx.visible_profiles_with_sessions().await {
             Err(_) => return Reply::error(500),
             Ok(ProfileList::Inifile(list)) => {
                 if !list.is_empty() {
