@@ -236,8 +236,14 @@ async fn run(
         let (which, read) = tokio::select! {
             r = read_some(&mut stdout, &mut out_buf) => (OutputStream::Stdout, r),
             r = read_some(&mut stderr, &mut err_buf) => (OutputStream::Stderr, r),
+            // The caller sends nothing after its request: readable means
+            // it hung up (or broke the protocol); either way, stop.
+            _ = caller_hung_up(stream) => {
+                stop(&mut worker.child).await;
+                return Err(refused(ErrorKind::BadRequest, "the caller went away or sent more"));
+            }
             _ = tokio::time::sleep_until(deadline) => {
-                let _ = worker.child.start_kill();
+                stop(&mut worker.child).await;
                 log::warn!("SSH mode: worker for {:?} ran past its deadline; stopped", job.broker_user);
                 return Err(refused(ErrorKind::Unavailable, "the task ran past its time limit and was stopped"));
             }
@@ -254,7 +260,7 @@ async fn run(
         };
         total += n;
         if total > MAX_OUTPUT {
-            let _ = worker.child.start_kill();
+            stop(&mut worker.child).await;
             return Err(refused(
                 ErrorKind::Internal,
                 "the task produced too much output and was stopped",
@@ -268,7 +274,7 @@ async fn run(
             .await
             .is_err()
         {
-            let _ = worker.child.start_kill();
+            stop(&mut worker.child).await;
             return Err(refused(ErrorKind::Unavailable, "the caller went away"));
         }
     }
@@ -281,7 +287,7 @@ async fn run(
             ))
         }
         Err(_) => {
-            let _ = worker.child.start_kill();
+            stop(&mut worker.child).await;
             return Err(refused(
                 ErrorKind::Unavailable,
                 "the task ran past its time limit and was stopped",
@@ -294,6 +300,19 @@ async fn run(
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     let _ = send(stream, ctx, &Response::TaskFinished { exit_code }).await;
     Ok(exit_code)
+}
+
+/// Completes when the caller closes its end or sends anything.
+async fn caller_hung_up(stream: &mut UnixStream) {
+    let mut probe = [0u8; 1];
+    let _ = stream.read(&mut probe).await;
+}
+
+/// Kills a worker (SIGKILL; across uids thanks to CAP_KILL) and reaps it, so
+/// no zombie is left behind.
+async fn stop(child: &mut tokio::process::Child) {
+    let _ = child.start_kill();
+    let _ = timeout(Duration::from_secs(5), child.wait()).await;
 }
 
 /// Reads from a pipe that may already be finished (then never ready).

@@ -61,6 +61,11 @@ pub struct SshBroker {
 
 impl SshBroker {
     pub fn start(tag: &str, config: &str, profiles: &str) -> SshBroker {
+        SshBroker::start_with(tag, config, profiles, &[])
+    }
+
+    /// As [`SshBroker::start`], with further helper options.
+    pub fn start_with(tag: &str, config: &str, profiles: &str, helper_args: &[&str]) -> SshBroker {
         let dir = TestDir::new(&format!("ssh-{tag}"));
         let (config_path, profiles_path, cookies) = write_broker_files(&dir, config, profiles);
         let socket = dir.path("helper.sock");
@@ -71,6 +76,7 @@ impl SshBroker {
             .args(["--socket-mode", "0666", "--foreground"])
             .arg("--ssh-worker-program")
             .arg(ssh_binary())
+            .args(helper_args)
             .env("X2GOBROKER_CONFIG", &config_path)
             .env("X2GOBROKER_SESSIONPROFILES", &profiles_path);
         let helper = RunningHelper::spawn(command, dir, socket);
@@ -96,6 +102,30 @@ impl SshBroker {
         full_env.extend_from_slice(env);
         run_program_as(user, &ssh_binary(), args, &full_env)
     }
+}
+
+/// Children of `parent` (from /proc), with their command lines.
+pub fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the parenthesised command name: state, ppid, ...
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((pid, cmdline));
+        }
+    }
+    found
 }
 
 /// Writes the configuration and profiles into `dir`; returns their paths

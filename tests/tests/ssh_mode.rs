@@ -11,10 +11,10 @@ use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use x2gobroker_systemtests::helper::{proc_status_hex, ALICE, BOB};
+use x2gobroker_systemtests::helper::{proc_status_hex, wait_until, ALICE, BOB};
 use x2gobroker_systemtests::ssh::{
-    daemon_account, gid_of, run_original, run_program_as, ssh_binary, HttpDaemon, Outcome, SshBroker, Sshd,
-    COOKIES, DAEMON_USER, DIR,
+    children_of, daemon_account, gid_of, run_original, run_program_as, run_with_deadline, ssh_binary,
+    HttpDaemon, Outcome, SshBroker, Sshd, COOKIES, DAEMON_USER, DIR,
 };
 
 const PROFILES: &str = "\
@@ -295,6 +295,100 @@ fn the_task_runs_with_the_daemon_users_ids_groups_and_no_capabilities() {
         bounding & !KEPT,
         0,
         "bounding set {bounding:x} beyond the helper's kept capabilities"
+    );
+}
+
+/// A task held up (its session profiles file is a FIFO nobody writes) is
+/// inspected from /proc while it runs, then stopped at the helper's deadline.
+#[test]
+fn a_running_task_seen_from_proc_and_stopped_at_its_deadline() {
+    let fx = SshBroker::start_with("deadline", &config(), PROFILES, &["--ssh-task-timeout", "3"]);
+    fs::remove_file(&fx.profiles).expect("remove profiles");
+    nix::unistd::mkfifo(&fx.profiles, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let mut command = std::process::Command::new("runuser");
+    command
+        .args(["-u", ALICE.0, "--", "env", "-i"])
+        .arg(format!("X2GOBROKER_SSH_SOCKET={}", fx.helper.socket.display()))
+        .arg(ssh_binary())
+        .args(["--task", "listsessions"]);
+    let cli = std::thread::spawn(move || run_with_deadline(command));
+    let mut worker = None;
+    wait_until("the worker to start", || {
+        worker = children_of(fx.helper.pid())
+            .into_iter()
+            .find(|(_, cmdline)| cmdline.contains("--ssh-worker"));
+        worker.is_some()
+    });
+    let (pid, _) = worker.expect("worker");
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("worker status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (uid, gid, groups) = daemon_account();
+    assert_eq!(field("Uid"), vec![uid.to_string(); 4]);
+    assert_eq!(field("Gid"), vec![gid.to_string(); 4]);
+    let mut got: Vec<u32> = field("Groups").iter().map(|g| g.parse().expect("gid")).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got, groups);
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(field(set), vec!["0000000000000000"], "{set}");
+    }
+    assert_eq!(field("NoNewPrivs"), vec!["1"]);
+    let bounding = proc_status_hex(pid, None, "CapBnd");
+    assert_eq!(bounding & !proc_status_hex(fx.helper.pid(), None, "CapBnd"), 0);
+
+    let out = cli.join().expect("cli thread");
+    assert_refused(&out, "time limit");
+    wait_until("the stopped worker to be gone", || {
+        !children_of(fx.helper.pid()).iter().any(|(p, _)| *p == pid)
+    });
+    assert!(
+        fx.helper
+            .log()
+            .contains("failed (the task ran past its time limit"),
+        "{}",
+        fx.helper.log()
+    );
+}
+
+#[test]
+fn a_task_whose_caller_hangs_up_is_stopped() {
+    let fx = broker("hang-up");
+    fs::remove_file(&fx.profiles).expect("remove profiles");
+    nix::unistd::mkfifo(&fx.profiles, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let mut cli = std::process::Command::new(ssh_binary())
+        .args(["--task", "listsessions"])
+        .env("X2GOBROKER_SSH_SOCKET", &fx.helper.socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the command line");
+    let mut worker = None;
+    wait_until("the worker to start", || {
+        worker = children_of(fx.helper.pid())
+            .into_iter()
+            .find(|(_, cmdline)| cmdline.contains("--ssh-worker"));
+        worker.is_some()
+    });
+    let (pid, _) = worker.expect("worker");
+    cli.kill().expect("kill the command line");
+    cli.wait().expect("reap the command line");
+    // Long before the default 120 s deadline.
+    wait_until("the orphaned worker to be stopped", || {
+        !children_of(fx.helper.pid()).iter().any(|(p, _)| *p == pid)
+    });
+    assert!(
+        fx.helper.log().contains("the caller went away"),
+        "{}",
+        fx.helper.log()
     );
 }
 
