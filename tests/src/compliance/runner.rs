@@ -1,10 +1,10 @@
 //! Running one scenario against one broker, start to clean-up.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::broker::{self, BrokerKind, BrokerSetup, Running, TempDir};
 use super::expect;
@@ -92,7 +92,8 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
     }
 
     for argv in &sc.setup {
-        run_command(argv)?;
+        let argv: Vec<String> = argv.iter().map(|a| v.expand(a)).collect::<Result<_, _>>()?;
+        run_command(&argv)?;
     }
 
     let auth_dir = dir.join("auth");
@@ -144,63 +145,88 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
             label_of(req)
         );
         for argv in &req.before {
-            run_command(argv).map_err(|e| format!("{what}: {e}"))?;
+            let argv: Vec<String> = argv.iter().map(|a| v.expand(a)).collect::<Result<_, _>>()?;
+            run_command(&argv).map_err(|e| format!("{what}: {e}"))?;
         }
-        let outgoing = outgoing(req, &v)?;
-        let timeout = req
-            .timeout_secs
-            .map(Duration::from_secs)
-            .unwrap_or(http::DEFAULT_TIMEOUT);
-        let sent = match &cert {
-            Some(c) => tls::send(addr, &outgoing, timeout, &c.cert),
-            None => http::send(addr, &outgoing, timeout),
-        };
-        let answer = sent.map_err(|e| format!("{what}: {e}\n{}", running.log_tail()))?;
-        let exp = req.expect.for_broker(kind);
-        let resp = match (answer, exp.no_answer) {
-            (None, true) => continue,
-            (Some(r), true) => {
-                return Err(format!(
-                    "{what} against {}: expected no answer, got status {}",
-                    kind.name(),
-                    r.status
-                ))
+        // With retry_secs the request is repeated until it meets its expectation
+        // (for changes the broker picks up asynchronously, e.g. a reloaded file).
+        let deadline = Instant::now() + Duration::from_secs(req.retry_secs.unwrap_or(0));
+        loop {
+            let target = Target {
+                addr,
+                cert: cert.as_ref(),
+                kind,
+            };
+            match attempt(&target, req, &mut v, cookies)? {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(RETRY_INTERVAL),
+                Err(mismatch) => {
+                    return Err(format!(
+                        "{what} against {}:\n  {mismatch}\n{}",
+                        kind.name(),
+                        running.log_tail()
+                    ))
+                }
             }
-            (None, false) => {
-                return Err(format!(
-                    "{what} against {}: no answer within {timeout:?}",
-                    kind.name()
-                ))
-            }
-            (Some(r), false) => r,
-        };
-        cookies.remember_body(&resp.body);
-        // Captures first, so that this request's own checks can use them.
-        for (name, pattern) in &req.capture {
-            let re = expect::multiline(pattern)?;
-            let value = re
-                .captures(&resp.body)
-                .and_then(|c| c.get(1))
-                .map(|m| m.as_str().to_owned())
-                .ok_or_else(|| {
-                    format!(
-                        "{what}: status {}, capture {name}: /{pattern}/ not found in {:?}",
-                        resp.status, resp.body
-                    )
-                })?;
-            v.set(name, value);
-        }
-        let problems = expect::check(&resp, exp, &v).map_err(|e| format!("{what}: scenario error: {e}"))?;
-        if !problems.is_empty() {
-            return Err(format!(
-                "{what} against {}:\n  {}\n{}",
-                kind.name(),
-                problems.join("\n  "),
-                running.log_tail()
-            ));
         }
     }
     Ok(())
+}
+
+/// Pause between repetitions of a request with `retry_secs`.
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where requests go.
+struct Target<'a> {
+    addr: SocketAddr,
+    cert: Option<&'a tls::CertFiles>,
+    kind: BrokerKind,
+}
+
+/// Sends the request once and checks the answer. The outer error is fatal (the
+/// scenario cannot go on); the inner one describes a mismatch.
+fn attempt(
+    t: &Target<'_>,
+    req: &Request,
+    v: &mut Vars,
+    cookies: &mut CookieCleanup,
+) -> Result<Result<(), String>, String> {
+    let outgoing = outgoing(req, v)?;
+    let timeout = req
+        .timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(http::DEFAULT_TIMEOUT);
+    let answer = match t.cert {
+        Some(c) => tls::send(t.addr, &outgoing, timeout, &c.cert)?,
+        None => http::send(t.addr, &outgoing, timeout)?,
+    };
+    let exp = req.expect.for_broker(t.kind);
+    let resp = match (answer, exp.no_answer) {
+        (None, true) => return Ok(Ok(())),
+        (Some(r), true) => return Ok(Err(format!("expected no answer, got status {}", r.status))),
+        (None, false) => return Ok(Err(format!("no answer within {timeout:?}"))),
+        (Some(r), false) => r,
+    };
+    cookies.remember_body(&resp.body);
+    // Captures first, so that this request's own checks can use them.
+    for (name, pattern) in &req.capture {
+        let re = expect::multiline(pattern)?;
+        match re.captures(&resp.body).and_then(|c| c.get(1)) {
+            Some(m) => v.set(name, m.as_str()),
+            None => {
+                return Ok(Err(format!(
+                    "status {}, capture {name}: /{pattern}/ not found in {:?}",
+                    resp.status, resp.body
+                )))
+            }
+        }
+    }
+    let problems = expect::check(&resp, exp, v).map_err(|e| format!("scenario error: {e}"))?;
+    if problems.is_empty() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(problems.join("\n  ")))
+    }
 }
 
 fn outgoing<'a>(req: &'a Request, v: &Vars) -> Result<Outgoing<'a>, String> {

@@ -103,6 +103,10 @@ pub struct Request {
     /// the scenario.
     #[serde(default)]
     pub before: Vec<Vec<String>>,
+    /// Repeat the request until it meets its expectation, for at most this many
+    /// seconds (for changes a broker picks up asynchronously).
+    #[serde(default)]
+    pub retry_secs: Option<u64>,
     /// Seconds to wait for the answer (default 30).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
