@@ -443,6 +443,22 @@ fn helper_not_running_is_reported_plainly() {
 }
 
 #[test]
+fn users_outside_the_socket_group_are_told_why() {
+    let fx = broker("socket-group");
+    let socket = &fx.helper.socket;
+    nix::unistd::chown(
+        socket,
+        None,
+        Some(nix::unistd::Gid::from_raw(gid_of("x2gobroker-users"))),
+    )
+    .expect("chgrp socket");
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o660)).expect("chmod socket");
+    let out = fx.run(Some(ALICE.0), &["--task", "testcon"], &[]);
+    assert_refused(&out, "x2gobroker-users");
+    assert_eq!(fx.run(None, &["--task", "testcon"], &[]).stdout, "OK\n");
+}
+
+#[test]
 fn bad_ssh_client_and_unknown_backend_are_clear_errors() {
     let fx = broker("bad-input");
     let out = fx.run(

@@ -47,6 +47,15 @@ pub fn run(program: &str, args: Vec<String>) -> ExitCode {
     });
     match relay(&socket, &request) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(ClientError::Connect(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "{program}: may not connect to the X2Go Session Broker's helper at {} ({e}). SSH mode is \
+                 for members of the group that owns that socket (x2gobroker-users by default); ask the \
+                 administrator to add you.",
+                socket.display()
+            );
+            ExitCode::FAILURE
+        }
         Err(ClientError::Connect(e)) => {
             eprintln!(
                 "{program}: cannot reach the X2Go Session Broker's helper at {} ({e}). It runs SSH-mode \
