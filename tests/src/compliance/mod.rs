@@ -3,6 +3,8 @@
 //! against ours (BROKER_UNDER_TEST=ours, the default), which is held to it.
 //! Deliberate differences (DESIGN §7) carry a reason and per-broker expectations.
 
+#![forbid(unsafe_code)]
+
 pub mod broker;
 pub mod expect;
 pub mod http;
