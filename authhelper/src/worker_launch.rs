@@ -177,3 +177,44 @@ fn drop_privileges_in_child(job_fd: i32, groups: &[Gid], gid: Gid, uid: Uid) -> 
     nix::sys::prctl::set_no_new_privs()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xbt-worker-launch-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn worker_program_must_be_safe_from_others() {
+        let dir = scratch("program");
+        let program = dir.join("x2gobroker-ssh");
+        fs::write(&program, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(check_program(&program).is_err(), "not executable");
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(check_program(&program), Ok(()));
+        }
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(check_program(&program).is_err(), "group-writable");
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_program(&program).is_err(), "directory writable by others");
+        assert!(check_program(&dir.join("missing")).is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn root_and_unknown_accounts_are_refused() {
+        assert!(WorkerAccount::resolve("root").is_err());
+        assert!(WorkerAccount::resolve("no-such-user-xbt").is_err());
+    }
+}

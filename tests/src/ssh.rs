@@ -74,9 +74,11 @@ impl SshBroker {
             .arg("--socket")
             .arg(&socket)
             .args(["--socket-mode", "0666", "--foreground"])
-            .arg("--ssh-worker-program")
-            .arg(ssh_binary())
-            .args(helper_args)
+            .args(helper_args);
+        if !helper_args.contains(&"--ssh-worker-program") {
+            command.arg("--ssh-worker-program").arg(ssh_binary());
+        }
+        command
             .env("X2GOBROKER_CONFIG", &config_path)
             .env("X2GOBROKER_SESSIONPROFILES", &profiles_path);
         let helper = RunningHelper::spawn(command, dir, socket);

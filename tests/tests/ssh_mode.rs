@@ -426,6 +426,31 @@ fn worker_mode_refuses_to_run_when_not_started_by_the_helper() {
 }
 
 #[test]
+fn a_worker_program_others_could_change_is_not_run() {
+    let scratch = x2gobroker_systemtests::helper::TestDir::new("ssh-unsafe-program");
+    let program = scratch.path("x2gobroker-ssh");
+    fs::copy(ssh_binary(), &program).expect("copy the program");
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let program = program.to_str().expect("utf-8");
+    let fx = SshBroker::start_with(
+        "unsafe-program",
+        &config(),
+        PROFILES,
+        &["--ssh-worker-program", program],
+    );
+    let out = fx.run(Some(ALICE.0), &["--task", "testcon"], &[]);
+    assert_refused(&out, "worker program");
+    assert!(
+        fx.helper.log().contains("writable by nobody else"),
+        "{}",
+        fx.helper.log()
+    );
+    // Made safe, the same program runs.
+    fs::set_permissions(program, fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(fx.run(Some(ALICE.0), &["--task", "testcon"], &[]).stdout, "OK\n");
+}
+
+#[test]
 fn helper_not_running_is_reported_plainly() {
     let fx = broker("no-helper");
     let missing = fx.dir().join("no-such.sock");
