@@ -137,7 +137,7 @@ pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) 
     let job_fd = theirs.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec. It only
     // makes system calls through nix's thin wrappers (dup2, fcntl,
-    // setgroups, setgid, setuid, prctl), which neither allocate nor take
+    // setgroups, setgid, setuid, prctl, umask), which neither allocate nor take
     // locks: `groups` was built before the fork and is only borrowed.
     // `theirs` outlives the spawn call (dropped at the end of this
     // function), so `job_fd` is open in the child.
@@ -175,6 +175,8 @@ fn drop_privileges_in_child(job_fd: i32, groups: &[Gid], gid: Gid, uid: Uid) -> 
         return Err(nix::errno::Errno::EPERM.into());
     }
     nix::sys::prctl::set_no_new_privs()?;
+    // Cookie files and anything else the task writes are the daemon's alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     Ok(())
 }
 

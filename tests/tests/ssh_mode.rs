@@ -509,8 +509,18 @@ fn client_address_comes_from_ssh_client() {
         &[("SSH_CLIENT", "192.0.2.7 50000 22")],
     );
     let cookie = out.cookie().unwrap_or_else(|| panic!("{out:?}"));
-    let record = fs::read_to_string(fx.cookies.join(format!("{}_{cookie}", ALICE.0))).expect("cookie file");
+    let path = fx.cookies.join(format!("{}_{cookie}", ALICE.0));
+    let record = fs::read_to_string(&path).expect("cookie file");
     assert!(record.starts_with("192.0.2.7 "), "{record}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(&path).expect("cookie file");
+    assert_eq!(meta.uid(), daemon_account().0, "written by the daemon user");
+    assert_eq!(
+        meta.mode() & 0o077,
+        0,
+        "private to the daemon user: {:o}",
+        meta.mode()
+    );
     // verify-ip: the cookie is good from that address only.
     let elsewhere = fx.run(
         Some(ALICE.0),
