@@ -296,6 +296,7 @@ pub struct BrokerSetup<'a> {
     pub auth_socket: &'a Path,
     pub listen: Listen,
     pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
 }
 
 /// Starts the PAM authentication service on `socket`.
@@ -348,6 +349,7 @@ fn spawn_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, String> {
             c
         }
     };
+    cmd.args(&setup.args);
     clean_env(&mut cmd);
     cmd.env("X2GOBROKER_SESSIONPROFILES", setup.profiles)
         .env("X2GOBROKER_AUTHSERVICE_SOCKET", setup.auth_socket)

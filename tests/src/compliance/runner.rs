@@ -128,6 +128,7 @@ fn run_in(kind: BrokerKind, sc: &Scenario, dir: &Path, cookies: &mut CookieClean
         auth_socket: &auth_socket,
         listen: sc.listen,
         env,
+        args: sc.args.iter().map(|a| v.expand(a)).collect::<Result<_, _>>()?,
     };
     let port = broker::free_port(sc.listen)?;
     if sc.start_fails.iter().any(|b| b == kind.name()) {

@@ -42,6 +42,9 @@ pub struct Scenario {
     /// Opt out of the check that the configuration names its own cookie paths.
     #[serde(default)]
     pub allow_system_paths: bool,
+    /// Extra command-line arguments for the broker (same option names for both).
+    #[serde(default)]
+    pub args: Vec<String>,
     /// Extra environment for the broker.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
