@@ -1,4 +1,3 @@
-
 //! System tests for the x2gobroker workspace (run as root).
 
 /// Compliance suite support: scenario files run against the original and against ours.
