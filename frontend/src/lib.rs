@@ -7,6 +7,7 @@ pub mod access;
 pub mod acl;
 pub mod agent;
 pub mod authmech;
+pub mod autologin;
 pub mod backend;
 pub mod config;
 pub mod cookies;

@@ -428,6 +428,60 @@ impl TaskContext<'_> {
         Ok(list)
     }
 
+    /// Auto-login: deploy a fresh key (handing out its private half) or the
+    /// client's validated key for `login`, removed again after a while.
+    /// DESIGN §3.9: only for the authenticated user or a mapped login.
+    async fn deploy_login_key(
+        &self,
+        agent: &LocalAgent,
+        login: &str,
+        profile: &Profile,
+        selected: &mut Selected,
+    ) {
+        let user = self.fields.user.as_str();
+        if let Err(e) = crate::ssh::login_map::check(&self.broker.config_path, user, login) {
+            log::warn!("auto-login refused: {e}");
+            return;
+        }
+        let keys_file = profile
+            .broker
+            .authorized_keys
+            .clone()
+            .unwrap_or_else(|| self.broker.global.default_authorized_keys.clone());
+        let line = if self.fields.pubkey.is_empty() {
+            match crate::autologin::generate(login, &self.client.to_string()) {
+                Ok(pair) => {
+                    selected.private_key = Some(pair.private_key.to_string());
+                    pair.authorized_line
+                }
+                Err(e) => {
+                    log::error!("auto-login: cannot make a key pair: {e}");
+                    return;
+                }
+            }
+        } else {
+            match crate::autologin::validate_client_key(&self.fields.pubkey) {
+                Some(line) => {
+                    log::info!("accepting public SSH key from broker client");
+                    selected.pubkey_accepted = true;
+                    line
+                }
+                None => {
+                    log::warn!(
+                        "auto-login: the client's public key is not one SSH public key line; not deployed"
+                    );
+                    return;
+                }
+            }
+        };
+        agent.call(login, "addauthkey", &[&line, &keys_file]).await;
+        let (agent, login) = (agent.clone(), login.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::autologin::KEY_LIFETIME).await;
+            agent.call(&login, "delauthkey", &[&line, &keys_file]).await;
+        });
+    }
+
     /// selectsession for the requested profile.
     pub async fn select(&self) -> Result<Selected, TaskFailed> {
         if self.backend == Backend::Zeroconf {
@@ -468,12 +522,22 @@ impl TaskContext<'_> {
         let local_agent = self.local_agent();
         let agent = (mode == AgentQueryMode::Local && !profile.selection.is_shadow)
             .then_some((&local_agent, self.fields.login.as_str()));
-        select::select_session(&profile.selection, &opts, &TcpPortScanner, agent)
+        let mut selected = select::select_session(&profile.selection, &opts, &TcpPortScanner, agent)
             .await
             .map_err(|e| {
                 log::error!("selectsession: {}", e.0);
                 TaskFailed
-            })
+            })?;
+        let autologin = profile
+            .broker
+            .session_autologin
+            .unwrap_or(g.default_session_autologin);
+        if let (Some((agent, login)), true) = (agent, autologin) {
+            if !login.is_empty() {
+                self.deploy_login_key(agent, login, profile, &mut selected).await;
+            }
+        }
+        Ok(selected)
     }
 }
 
