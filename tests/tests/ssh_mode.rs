@@ -594,12 +594,23 @@ fn run_side(fx: &SshBroker, side: Side, caller: &str, args: &[&str], env: &[(&st
 /// Runs on every selected side, checks `check` on each, and when both ran,
 /// that stdout (cookie values aside) and exit status are the same.
 fn same(fx: &SshBroker, caller: &str, args: &[&str], check: impl Fn(&Outcome)) -> Vec<Outcome> {
+    same_env(fx, caller, args, &[], check)
+}
+
+/// As [`same`], with extra environment for the caller.
+fn same_env(
+    fx: &SshBroker,
+    caller: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    check: impl Fn(&Outcome),
+) -> Vec<Outcome> {
     let outs: Vec<(Side, Outcome)> = sides()
         .into_iter()
-        .map(|side| (side, run_side(fx, side, caller, args, &[])))
+        .map(|side| (side, run_side(fx, side, caller, args, env)))
         .collect();
     for (side, out) in &outs {
-        eprintln!("{side:?} {args:?}: {out:?}");
+        eprintln!("{side:?} {args:?} {env:?}: {out:?}");
         check(out);
     }
     if let [(_, a), (_, b)] = &outs[..] {
@@ -677,6 +688,30 @@ fn compliance_tasks_print_what_the_original_prints() {
 }
 
 #[test]
+fn compliance_client_address_acls_use_ssh_client() {
+    let profiles = format!(
+        "{PROFILES}\n[intranet]\nname = Intranet\nacl-clients-allow = 10.0.0.0/8\nacl-clients-deny = ALL\nacl-clients-order = allow-deny\n"
+    );
+    let fx = SshBroker::start("compliance-clients", &config(), &profiles);
+    let listing = |env: &[(&str, &str)], expected: &[&str]| {
+        let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        same_env(&fx, ALICE.0, &["--task", "listsessions"], env, |o| {
+            assert_eq!(o.profile_ids(), expected, "{env:?}: {o:?}");
+        });
+    };
+    listing(
+        &[("SSH_CLIENT", "10.1.2.3 40000 22")],
+        &["alice-desktop", "intranet", "staff-terminal"],
+    );
+    listing(
+        &[("SSH_CLIENT", "192.0.2.1 40000 22")],
+        &["alice-desktop", "staff-terminal"],
+    );
+    // Without SSH_CLIENT the client is 127.0.0.1.
+    listing(&[], &["alice-desktop", "staff-terminal"]);
+}
+
+#[test]
 fn compliance_dynamic_cookie_chain() {
     let fx = broker("compliance-cookies");
     for side in sides() {
@@ -744,7 +779,11 @@ fn compliance_static_cookie() {
 /// of each side is recorded.
 #[test]
 fn compliance_policy_differences_are_recorded() {
-    let fx = broker("compliance-policy");
+    let server = TcpListener::bind("127.0.0.1:0").expect("stand-in X2Go server");
+    let port = server.local_addr().expect("port").port();
+    let profiles =
+        format!("{PROFILES}\n[bobs-server]\nhost = srv9 (127.0.0.1:{port})\nacl-users-allow = xbt-bob\n");
+    let fx = SshBroker::start("compliance-policy", &config(), &profiles);
     let other = fx.dir().join("open.conf");
     fs::write(
         &other,
@@ -780,7 +819,11 @@ fn compliance_policy_differences_are_recorded() {
             &[("LOGNAME", DAEMON_USER)],
         );
         match side {
-            Side::Original => assert_eq!(out.profile_ids(), ["bob-only", "staff-terminal"], "{out:?}"),
+            Side::Original => assert_eq!(
+                out.profile_ids(),
+                ["bob-only", "bobs-server", "staff-terminal"],
+                "{out:?}"
+            ),
             Side::Ours => assert_refused(&out, "may not act on behalf"),
         }
         // -C by an ordinary user: the original reads the caller's file.
@@ -802,6 +845,32 @@ fn compliance_policy_differences_are_recorded() {
             Side::Original => assert!(out.stdout.contains("Access granted"), "{out:?}"),
             Side::Ours => assert_refused(&out, "not mapped"),
         }
+        // selectsession of a profile the user may not see (DESIGN §7): the
+        // original hands out its server; ours applies the profile's ACLs.
+        let out = run_side(
+            &fx,
+            side,
+            ALICE.0,
+            &["--task", "selectsession", "--sid", "bobs-server"],
+            &[],
+        );
+        let handed_out = format!("\nSERVER:127.0.0.1:{port}\n");
+        match side {
+            Side::Original => assert!(out.stdout.contains(&handed_out), "{out:?}"),
+            Side::Ours => {
+                assert!(out.stdout.contains("Access granted\n"), "{out:?}");
+                assert!(!out.stdout.contains(&handed_out), "{out:?}");
+            }
+        }
+        // Bob himself gets it from both.
+        let out = run_side(
+            &fx,
+            side,
+            BOB.0,
+            &["--task", "selectsession", "--sid", "bobs-server"],
+            &[],
+        );
+        assert!(out.stdout.contains(&handed_out), "{side:?}: {out:?}");
         // An unknown backend: the original exec()s the name and dies with a
         // traceback; ours names the problem. Both fail, neither prints.
         let out = run_side(
