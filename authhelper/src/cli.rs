@@ -98,10 +98,14 @@ pub struct Options {
     #[arg(long, default_value = "120", value_parser = parse_seconds)]
     pub ssh_task_timeout: Duration,
 
-    /// Most SSH-mode tasks running at once; further ones wait (within
-    /// their deadline).
+    /// Most SSH-mode tasks running at once; further ones are refused.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub ssh_tasks: u32,
+
+    /// Most SSH-mode tasks one caller (uid) may run at once; root and the
+    /// daemon user are not limited.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub ssh_tasks_per_user: u32,
 
     /// Client mode: print the running helper's version, uptime and counters.
     #[arg(long)]

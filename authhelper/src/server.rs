@@ -74,7 +74,10 @@ pub fn run(options: Options) -> Result<(), StartupError> {
                 .unwrap_or_else(crate::worker_launch::default_program),
             &options.daemon_user,
             options.ssh_task_timeout,
-            options.ssh_tasks as usize,
+            ssh_task::TaskLimits {
+                total: options.ssh_tasks as usize,
+                per_caller: options.ssh_tasks_per_user as usize,
+            },
         ),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -9,14 +9,14 @@ use crate::peer::PeerCredentials;
 use crate::ssh_policy::{self, Caller};
 use crate::stats::Stats;
 use crate::worker_launch::{self, WorkerAccount};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
-use tokio::sync::Semaphore;
 use tokio::time::{timeout, Instant};
 use x2gobroker_protocol::frame::nonblocking::write_message;
 use x2gobroker_protocol::{
@@ -48,12 +48,12 @@ pub struct SshTasks {
     pub program: PathBuf,
     pub daemon_user: String,
     pub deadline: Duration,
-    pub slots: Arc<Semaphore>,
+    pub slots: Arc<TaskSlots>,
     pub env: Vec<(String, String)>,
 }
 
 impl SshTasks {
-    pub fn new(program: PathBuf, daemon_user: &str, deadline: Duration, max_tasks: usize) -> SshTasks {
+    pub fn new(program: PathBuf, daemon_user: &str, deadline: Duration, limits: TaskLimits) -> SshTasks {
         let mut env: Vec<(String, String)> = PASSED_ON
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
@@ -65,8 +65,66 @@ impl SshTasks {
             program,
             daemon_user: daemon_user.to_string(),
             deadline,
-            slots: Arc::new(Semaphore::new(max_tasks)),
+            slots: Arc::new(TaskSlots::new(limits)),
             env,
+        }
+    }
+}
+
+/// Bounds on SSH-mode tasks running at once.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskLimits {
+    pub total: usize,
+    pub per_caller: usize,
+}
+
+/// Tasks running now, in total and per caller uid.
+pub struct TaskSlots {
+    limits: TaskLimits,
+    running: Mutex<(usize, HashMap<u32, usize>)>,
+}
+
+/// One running task; gives its slot back when dropped.
+pub struct TaskSlot {
+    slots: Arc<TaskSlots>,
+    uid: u32,
+}
+
+impl TaskSlots {
+    pub fn new(limits: TaskLimits) -> TaskSlots {
+        TaskSlots {
+            limits,
+            running: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    pub fn take(slots: &Arc<TaskSlots>, uid: u32, exempt: bool) -> Result<TaskSlot, &'static str> {
+        let mut running = slots.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.0 >= slots.limits.total {
+            return Err("too many SSH-mode tasks running; try again shortly");
+        }
+        let mine = running.1.entry(uid).or_insert(0);
+        if !exempt && *mine >= slots.limits.per_caller {
+            return Err("too many SSH-mode tasks of yours running; try again shortly");
+        }
+        *mine += 1;
+        running.0 += 1;
+        Ok(TaskSlot {
+            slots: slots.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for TaskSlot {
+    fn drop(&mut self) {
+        let mut running = self.slots.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.0 = running.0.saturating_sub(1);
+        if let Some(n) = running.1.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                running.1.remove(&self.uid);
+            }
         }
     }
 }
@@ -207,10 +265,12 @@ async fn run(
     ctx: &Context<'_>,
 ) -> Result<i32, Refused> {
     let deadline = Instant::now() + ctx.tasks.deadline;
-    let _slot = match tokio::time::timeout_at(deadline, ctx.tasks.slots.clone().acquire_owned()).await {
-        Ok(Ok(slot)) => slot,
-        _ => return Err(refused(ErrorKind::Unavailable, "too many SSH-mode tasks running")),
-    };
+    // Refused rather than queued: a queue would hold connections that the
+    // daemon's PAM requests need. Root and the magic user (a central
+    // service asking for many users) have no per-caller limit.
+    let exempt = job.caller_uid == 0 || job.caller_uid == account.uid.as_raw();
+    let _slot = TaskSlots::take(&ctx.tasks.slots, job.caller_uid, exempt)
+        .map_err(|why| refused(ErrorKind::Unavailable, why))?;
     let frame =
         x2gobroker_protocol::encode(job).map_err(|e| refused(ErrorKind::BadRequest, e.to_string()))?;
     let mut worker = worker_launch::spawn(&ctx.tasks.program, account, &ctx.tasks.env).map_err(|e| {
@@ -332,6 +392,21 @@ async fn send(stream: &mut UnixStream, ctx: &Context<'_>, response: &Response) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_slots_bound_totals_and_callers_but_not_exempt_callers() {
+        let slots = Arc::new(TaskSlots::new(TaskLimits {
+            total: 3,
+            per_caller: 2,
+        }));
+        let a1 = TaskSlots::take(&slots, 1001, false).unwrap();
+        let _a2 = TaskSlots::take(&slots, 1001, false).unwrap();
+        assert!(TaskSlots::take(&slots, 1001, false).is_err(), "per caller");
+        let _m = TaskSlots::take(&slots, 104, true).unwrap();
+        assert!(TaskSlots::take(&slots, 104, true).is_err(), "in total");
+        drop(a1);
+        let _a3 = TaskSlots::take(&slots, 1001, false).unwrap();
+    }
 
     #[test]
     fn output_chunks_fit_a_frame() {

@@ -393,6 +393,34 @@ fn a_task_whose_caller_hangs_up_is_stopped() {
 }
 
 #[test]
+fn one_caller_cannot_occupy_every_task_slot() {
+    let fx = SshBroker::start_with("per-user", &config(), PROFILES, &["--ssh-tasks-per-user", "1"]);
+    fs::remove_file(&fx.profiles).expect("remove profiles");
+    nix::unistd::mkfifo(&fx.profiles, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let mut first = std::process::Command::new("runuser")
+        .args(["-u", ALICE.0, "--", "env", "-i"])
+        .arg(format!("X2GOBROKER_SSH_SOCKET={}", fx.helper.socket.display()))
+        .arg(ssh_binary())
+        .args(["--task", "listsessions"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the first task");
+    wait_until("the first worker to start", || {
+        children_of(fx.helper.pid())
+            .iter()
+            .any(|(_, cmdline)| cmdline.contains("--ssh-worker"))
+    });
+    let second = fx.run(Some(ALICE.0), &["--task", "testcon"], &[]);
+    assert_refused(&second, "too many SSH-mode tasks of yours");
+    // Let the first task finish: a writer that closes at once gives the
+    // worker an empty profiles file.
+    drop(fs::OpenOptions::new().write(true).open(&fx.profiles).expect("open the FIFO"));
+    assert!(first.wait().expect("first task").success());
+}
+
+#[test]
 fn worker_mode_refuses_to_run_when_not_started_by_the_helper() {
     let fx = broker("worker-direct");
     let cli = ssh_binary();
