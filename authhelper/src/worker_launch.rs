@@ -3,19 +3,18 @@
 //! empties the permitted, effective and ambient capability sets; the
 //! inheritable set was emptied at start-up), checks that uid 0 and gid 0
 //! cannot be regained, and sets no_new_privs, all before exec. The job
-//! reaches the worker on descriptor 3, one end of a socketpair made here,
-//! so the worker can check with SO_PEERCRED that root (its parent) made it.
+//! reaches the worker on its standard input, one end of a socketpair made
+//! here, so the worker can check with SO_PEERCRED that root (its parent)
+//! made it.
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{Gid, Uid, User};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// Descriptor on which the worker finds its job.
-pub const JOB_FD: i32 = 3;
 /// The argument that selects worker mode in `x2gobroker-ssh`.
 pub const WORKER_FLAG: &str = "--ssh-worker";
 
@@ -108,8 +107,8 @@ pub struct Worker {
     pub job_socket: std::os::unix::net::UnixStream,
 }
 
-/// Starts `program --ssh-worker` as `account` with exactly `env`, stdin
-/// from /dev/null and stdout/stderr piped.
+/// Starts `program --ssh-worker` as `account` with exactly `env`, the job
+/// socket as stdin and stdout/stderr piped.
 pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) -> std::io::Result<Worker> {
     let (ours, theirs): (OwnedFd, OwnedFd) = socketpair(
         AddressFamily::Unix,
@@ -128,25 +127,24 @@ pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) 
         .env("LOGNAME", &account.name)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .current_dir("/")
-        .stdin(Stdio::null())
+        // std dup2()s it onto descriptor 0, which clears close-on-exec.
+        .stdin(Stdio::from(theirs))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let groups = account.groups.clone();
     let (uid, gid) = (account.uid, account.gid);
-    let job_fd = theirs.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec. It only
-    // makes system calls through nix's thin wrappers (dup2, fcntl,
-    // setgroups, setgid, setuid, prctl, umask), which neither allocate nor take
-    // locks: `groups` was built before the fork and is only borrowed.
-    // `theirs` outlives the spawn call (dropped at the end of this
-    // function), so `job_fd` is open in the child.
+    // makes system calls through nix's thin wrappers (setgroups, setgid,
+    // setuid, prctl, umask), which neither allocate nor take locks:
+    // `groups` was built before the fork and is only borrowed.
     #[allow(unsafe_code)]
     unsafe {
-        command.pre_exec(move || drop_privileges_in_child(job_fd, &groups, gid, uid));
+        command.pre_exec(move || drop_privileges_in_child(&groups, gid, uid));
     }
+    // The command (holding our copy of the child's end) is dropped on
+    // return, so the worker's end is then open in the worker only.
     let child = command.spawn()?;
-    drop(theirs);
     Ok(Worker {
         child,
         job_socket: std::os::unix::net::UnixStream::from(ours),
@@ -155,14 +153,7 @@ pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) 
 
 /// In the child, before exec. Order matters: groups and gid need
 /// CAP_SETGID, which setuid() takes away.
-fn drop_privileges_in_child(job_fd: i32, groups: &[Gid], gid: Gid, uid: Uid) -> std::io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-    if job_fd == JOB_FD {
-        fcntl(JOB_FD, FcntlArg::F_SETFD(FdFlag::empty()))?;
-    } else {
-        // dup2 leaves the new descriptor without close-on-exec.
-        nix::unistd::dup2(job_fd, JOB_FD)?;
-    }
+fn drop_privileges_in_child(groups: &[Gid], gid: Gid, uid: Uid) -> std::io::Result<()> {
     nix::unistd::setgroups(groups)?;
     nix::unistd::setgid(gid)?;
     nix::unistd::setuid(uid)?;

@@ -416,7 +416,12 @@ fn one_caller_cannot_occupy_every_task_slot() {
     assert_refused(&second, "too many SSH-mode tasks of yours");
     // Let the first task finish: a writer that closes at once gives the
     // worker an empty profiles file.
-    drop(fs::OpenOptions::new().write(true).open(&fx.profiles).expect("open the FIFO"));
+    drop(
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&fx.profiles)
+            .expect("open the FIFO"),
+    );
     assert!(first.wait().expect("first task").success());
 }
 
@@ -425,21 +430,25 @@ fn worker_mode_refuses_to_run_when_not_started_by_the_helper() {
     let fx = broker("worker-direct");
     let cli = ssh_binary();
     let cli = cli.to_str().expect("utf-8");
-    // No descriptor 3, as anybody.
+    // Standard input not a socket (/dev/null), as anybody.
     for caller in [Some(ALICE.0), Some(DAEMON_USER), None] {
         let out = run_program_as(caller, Path::new(cli), &["--ssh-worker"], &[]);
         assert_refused(&out, "worker mode is for x2gobroker-authhelper only");
     }
-    // A socketpair of one's own on descriptor 3, even claiming to be the
+    // A socketpair of one's own as standard input, even claiming to be the
     // daemon user and even as the daemon user: the peer is not root.
     let with_socketpair = format!(
-        "import os, socket; a, b = socket.socketpair(); os.dup2(b.fileno(), 3); \
+        "import os, socket; a, b = socket.socketpair(); os.dup2(b.fileno(), 0); \
          os.execv({cli:?}, [{cli:?}, '--ssh-worker'])"
     );
-    for (caller, env) in [
-        (ALICE.0, vec![("X2GOBROKER_DAEMON_USER", ALICE.0)]),
-        (ALICE.0, vec![]),
-        (DAEMON_USER, vec![]),
+    for (caller, env, reason) in [
+        (
+            ALICE.0,
+            vec![("X2GOBROKER_DAEMON_USER", ALICE.0)],
+            "not from the parent helper",
+        ),
+        (ALICE.0, vec![], "not as the daemon user"),
+        (DAEMON_USER, vec![], "not from the parent helper"),
     ] {
         let out = run_program_as(
             Some(caller),
@@ -447,7 +456,7 @@ fn worker_mode_refuses_to_run_when_not_started_by_the_helper() {
             &["-c", &with_socketpair],
             &env,
         );
-        assert_refused(&out, "worker mode is for x2gobroker-authhelper only");
+        assert_refused(&out, reason);
     }
     // The real path still works.
     assert_eq!(fx.run(Some(ALICE.0), &["--task", "testcon"], &[]).stdout, "OK\n");

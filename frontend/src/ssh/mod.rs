@@ -3,7 +3,7 @@
 //! The command line runs as the logged-in user and holds no privilege: it
 //! sends its arguments to the root helper ([`client`]). The helper takes the
 //! caller's identity from the kernel, applies the `--user` policy and starts
-//! [`worker`] as the daemon user with the verified identity on descriptor 3;
+//! [`worker`] as the daemon user with the verified identity on its stdin;
 //! the worker runs the task through the same engine as HTTP `/plain/` and
 //! prints the original's SSH-mode output ([`output`]).
 
@@ -20,5 +20,14 @@ pub const SOCKET_ENV: &str = "X2GOBROKER_SSH_SOCKET";
 pub const DEFAULT_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
 /// First argument that selects worker mode (set only by the helper).
 pub const WORKER_FLAG: &str = "--ssh-worker";
-/// Descriptor on which the worker receives its job.
-pub const JOB_FD: i32 = 3;
+
+/// Entry point of a binary that serves SSH mode: the worker when the first
+/// argument is [`WORKER_FLAG`], else the command line. `program` names the
+/// binary in messages.
+pub fn main(program: &str) -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(WORKER_FLAG) {
+        return worker::main();
+    }
+    client::run(program, args)
+}

@@ -1,5 +1,6 @@
 //! The SSH-mode worker: started only by the root helper, as the daemon
-//! user, with the verified identity on descriptor 3 (DESIGN §3.3). It checks
+//! user, with the verified identity on its standard input, a socket the
+//! helper made (DESIGN §3.3). It checks
 //! that this is how it was started, reads the job, re-parses the command
 //! line and refuses anything that disagrees with the helper's decision,
 //! loads the system configuration (§3.10) and prints the task's output.
@@ -10,10 +11,11 @@ use super::output::{self, Task, TaskError};
 use crate::backend::Backend;
 use crate::config::Environment;
 use crate::state::Broker;
-use nix::sys::socket::{getsockopt, sockopt};
+use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::net::UnixStream;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Duration;
 use x2gobroker_protocol::WorkerJob;
@@ -43,18 +45,18 @@ fn refuse(message: &str) -> ExitCode {
     ExitCode::from(REFUSED)
 }
 
-/// Worker entry point; `job` is descriptor 3.
-pub fn main(job: UnixStream) -> ExitCode {
+/// Worker entry point (`x2gobroker-ssh --ssh-worker`).
+pub fn main() -> ExitCode {
     let env = match Environment::from_process("x2gobroker") {
         Ok(env) => env,
         Err(e) => return refuse(&format!("{e}")),
     };
-    if let Err(reason) = started_by_helper(&job, &env.daemon_user) {
+    if let Err(reason) = started_by_helper(&env.daemon_user) {
         return refuse(&format!(
             "worker mode is for x2gobroker-authhelper only and refuses to run otherwise ({reason})"
         ));
     }
-    let job = match read_job(job) {
+    let job = match read_job() {
         Ok(job) => job,
         Err(e) => return refuse(&format!("no job from the helper: {e}")),
     };
@@ -62,7 +64,7 @@ pub fn main(job: UnixStream) -> ExitCode {
 }
 
 /// The checks that make worker mode useless to anyone but the helper.
-fn started_by_helper(job: &UnixStream, daemon_user: &str) -> Result<(), String> {
+fn started_by_helper(daemon_user: &str) -> Result<(), String> {
     let daemon = nix::unistd::User::from_name(daemon_user)
         .ok()
         .flatten()
@@ -75,11 +77,12 @@ fn started_by_helper(job: &UnixStream, daemon_user: &str) -> Result<(), String> 
     }
     // SO_PEERCRED of a socketpair names the process that made it: our
     // parent, as root. Nobody else can make such a descriptor.
-    let peer = getsockopt(job, sockopt::PeerCredentials)
-        .map_err(|e| format!("descriptor 3 is not the helper's job socket: {e}"))?;
+    let stdin = std::io::stdin();
+    let peer = getsockopt(&stdin.as_fd(), sockopt::PeerCredentials)
+        .map_err(|e| format!("standard input is not the helper's job socket: {e}"))?;
     if peer.uid() != 0 || peer.pid() != nix::unistd::getppid().as_raw() {
         return Err(format!(
-            "descriptor 3 comes from uid {} pid {}, not from the parent helper",
+            "standard input comes from uid {} pid {}, not from the parent helper",
             peer.uid(),
             peer.pid()
         ));
@@ -105,10 +108,11 @@ fn started_by_helper(job: &UnixStream, daemon_user: &str) -> Result<(), String> 
     Ok(())
 }
 
-fn read_job(mut job: UnixStream) -> Result<WorkerJob, String> {
-    job.set_read_timeout(Some(JOB_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    x2gobroker_protocol::frame::blocking::read_message(&mut job).map_err(|e| e.to_string())
+fn read_job() -> Result<WorkerJob, String> {
+    let stdin = std::io::stdin();
+    let timeout = TimeVal::new(JOB_TIMEOUT.as_secs() as _, 0);
+    setsockopt(&stdin.as_fd(), sockopt::ReceiveTimeout, &timeout).map_err(|e| e.to_string())?;
+    x2gobroker_protocol::frame::blocking::read_message(&mut stdin.lock()).map_err(|e| e.to_string())
 }
 
 fn serve(job: WorkerJob, mut env: Environment) -> ExitCode {
