@@ -10,6 +10,7 @@
 pub mod args;
 pub mod client;
 pub mod login_map;
+pub mod manpage;
 pub mod output;
 pub mod worker;
 
@@ -26,8 +27,19 @@ pub const WORKER_FLAG: &str = "--ssh-worker";
 /// binary in messages.
 pub fn main(program: &str) -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(WORKER_FLAG) {
-        return worker::main();
+    match args.first().map(String::as_str) {
+        Some(WORKER_FLAG) => return worker::main(),
+        // The installer's program contract (docs/OPERATIONS.md).
+        Some("--generate-man") if args.len() == 2 => {
+            return match manpage::generate(std::path::Path::new(&args[1])) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{program}: cannot write the manual page: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     client::run(program, args)
 }
