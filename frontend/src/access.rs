@@ -54,6 +54,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
     let static_match = broker.static_cookie.as_deref() == Some(cred.cookie);
     if !require_password {
         // Cookie only: the pre-shared cookie is what the client keeps using.
+        audit_cookie(cred, static_match);
         return Access {
             granted: static_match,
             next_cookie: broker.static_cookie.clone(),
@@ -118,6 +119,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
     }
     // A dynamic cookie from an earlier password authentication.
     let Some(record) = store.read(cred.user, cred.cookie) else {
+        audit_cookie(cred, false);
         log::debug!(
             "user {} from {} presented a cookie which is not recognized",
             cred.user,
@@ -127,6 +129,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
     };
     if g.verify_ip && record.client_ip != cred.client_ip {
         // Refused, but the rightful owner's cookie stays valid.
+        audit_cookie(cred, false);
         log::debug!(
             "IPs differ (new: {} old: {}) - rejecting user {}",
             cred.client_ip,
@@ -137,6 +140,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
     }
     store.remove(cred.user, cred.cookie);
     if now() - record.issued > g.auth_timeout as f64 {
+        audit_cookie(cred, false);
         log::debug!("too much time elapsed since the original authentication - rejecting user");
         return Access::denied();
     }
@@ -151,12 +155,25 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
     };
     if let Err(e) = store.write(cred.user, &next, &kept) {
         log::error!("cannot store a cookie for user {}: {e}", cred.user);
+        audit_cookie(cred, false);
         return Access::denied();
     }
+    audit_cookie(cred, true);
     Access {
         granted: true,
         next_cookie: Some(next),
     }
+}
+
+/// Audits a decision made on a cookie alone (never the cookie's value).
+fn audit_cookie(cred: &Credentials<'_>, granted: bool) {
+    use crate::audit::AuthOutcome;
+    let outcome = if granted {
+        AuthOutcome::Granted
+    } else {
+        AuthOutcome::Refused
+    };
+    crate::audit::auth_decision("cookie", cred.user, Some(cred.client_ip), outcome);
 }
 
 /// UCCS basic authentication: Some(user name to serve) or None (401).

@@ -38,18 +38,32 @@ pub struct AuthContext<'a> {
     pub client_address: Option<String>,
 }
 
+/// Decides, audits (crate::audit) and counts one authentication.
 pub async fn authenticate(mech: AuthMech, user: &str, password: &str, ctx: &AuthContext<'_>) -> bool {
-    match mech {
-        AuthMech::None => true,
-        AuthMech::Pam => pam(user, password, ctx).await,
-        AuthMech::HttpsGet => https_get(user, password, ctx.https_get).await,
-    }
+    use crate::audit::AuthOutcome;
+    let (method, outcome) = match mech {
+        AuthMech::None => ("none", AuthOutcome::Granted),
+        AuthMech::Pam => ("pam", pam(user, password, ctx).await),
+        AuthMech::HttpsGet => (
+            "https_get",
+            if https_get(user, password, ctx.https_get).await {
+                AuthOutcome::Granted
+            } else {
+                AuthOutcome::Refused
+            },
+        ),
+    };
+    crate::audit::auth_decision(method, user, ctx.client_address.as_deref(), outcome);
+    outcome == AuthOutcome::Granted
 }
 
-async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> bool {
+async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::audit::AuthOutcome {
+    use crate::audit::AuthOutcome;
+    use x2gobroker_protocol::client::ClientError;
+    use x2gobroker_protocol::ErrorKind;
     // As the original: both must be non-empty before PAM is asked.
     if user.is_empty() || password.is_empty() {
-        return false;
+        return AuthOutcome::Refused;
     }
     let mut client = match Client::connect(ctx.authservice_socket, PAM_TIMEOUT).await {
         Ok(c) => c,
@@ -58,7 +72,7 @@ async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> bool {
                 "pam: cannot reach the auth helper at {}: {e}",
                 ctx.authservice_socket.display()
             );
-            return false;
+            return AuthOutcome::Unavailable;
         }
     };
     let request = Request::Authenticate(AuthRequest {
@@ -68,14 +82,20 @@ async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> bool {
         client_address: ctx.client_address.clone(),
     });
     match client.call(&request).await {
-        Ok(Response::Authenticated) => true,
+        Ok(Response::Authenticated) => AuthOutcome::Granted,
         Ok(other) => {
             log::error!("pam: unexpected answer from the auth helper: {other:?}");
-            false
+            AuthOutcome::Unavailable
         }
         Err(e) => {
             log::info!("pam: authentication of user {user} refused: {e}");
-            false
+            match e {
+                ClientError::Refused(r) if matches!(r.kind, ErrorKind::Throttled { .. }) => {
+                    AuthOutcome::Throttled
+                }
+                ClientError::Refused(r) if r.kind == ErrorKind::AuthenticationFailed => AuthOutcome::Refused,
+                _ => AuthOutcome::Unavailable,
+            }
         }
     }
 }

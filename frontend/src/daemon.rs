@@ -75,37 +75,21 @@ pub struct Cli {
     /// select a non-default broker backend
     #[arg(long = "backend", value_name = "BROKER_BACKEND")]
     pub backend: Option<String>,
+    /// Syslog socket to log to (default /dev/log; env X2GOBROKER_SYSLOG_SOCKET)
+    #[arg(long = "syslog-socket", value_name = "PATH", hide = true)]
+    pub syslog_socket: Option<PathBuf>,
+    /// Control socket for x2gobroker-ctl (env X2GOBROKER_CONTROL_SOCKET)
+    #[arg(long = "control-socket", value_name = "PATH", hide = true)]
+    pub control_socket: Option<PathBuf>,
+    /// Write the manual page into DIR and exit
+    #[arg(long = "generate-man", value_name = "DIR", hide = true)]
+    pub generate_man: Option<PathBuf>,
+    /// Write bash, zsh and fish completions into DIR and exit
+    #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
+    pub generate_completions: Option<PathBuf>,
     /// Event information after `--`
     #[arg(last = true)]
     pub event_args: Vec<String>,
-}
-
-struct StderrLogger {
-    level: log::LevelFilter,
-}
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= self.level
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            eprintln!("x2gobroker - {} - {}", r.level(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn init_logging(debug: bool) {
-    let level = if debug {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Info
-    };
-    let logger = Box::leak(Box::new(StderrLogger { level }));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
-    }
 }
 
 /// The bind address as the original reads it (`[address:]port`, default
@@ -123,6 +107,15 @@ pub fn parse_bind(bind: &str) -> Result<SocketAddr, String> {
 /// Entry point of both binaries; `program` is the executable's base name.
 pub fn main(program: &str) -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = crate::manpages::handle(
+        <Cli as clap::CommandFactory>::command,
+        program,
+        "1",
+        cli.generate_man.as_deref(),
+        cli.generate_completions.as_deref(),
+    ) {
+        return code;
+    }
     let debug = cli.debug || cli.debug_interactively;
     let mut env = match Environment::from_process(program) {
         Ok(e) => e,
@@ -137,7 +130,12 @@ pub fn main(program: &str) -> ExitCode {
     if debug {
         env.debug = true;
     }
-    init_logging(env.debug);
+    crate::logging::init(&crate::logging::LogOptions {
+        program,
+        debug: env.debug,
+        force_stderr: cli.debug_interactively,
+        syslog_socket: cli.syslog_socket.as_deref(),
+    });
     if cli.check_config {
         return check_config(&env);
     }
@@ -201,7 +199,12 @@ pub fn main(program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(env, broker, addr, cli.drop_privileges))
+    let options = ServeOptions {
+        bind: addr,
+        drop_privileges: cli.drop_privileges,
+        control_socket: crate::control::socket_path(cli.control_socket.as_deref()),
+    };
+    runtime.block_on(serve(env, broker, options))
 }
 
 fn check_config(env: &Environment) -> ExitCode {
@@ -314,6 +317,7 @@ fn drop_privileges(env: &Environment) -> Result<(), String> {
     Ok(())
 }
 
+/// Completes on SIGTERM or SIGINT, after telling systemd we are stopping.
 async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -327,10 +331,27 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
         _ = term => {},
     }
-    log::info!("shutting down");
+    crate::sdnotify::notify("STOPPING=1");
+    log::info!("shutting down: no new connections; finishing requests in flight");
 }
 
-async fn serve(env: Environment, broker: Broker, addr: SocketAddr, drop: bool) -> ExitCode {
+struct ServeOptions {
+    /// Used only when systemd passed no sockets.
+    bind: SocketAddr,
+    drop_privileges: bool,
+    control_socket: PathBuf,
+}
+
+/// The listening sockets: those systemd passed (named `http`), else `bind`.
+fn listeners(bind: SocketAddr) -> Result<Vec<std::net::TcpListener>, String> {
+    if let Some(passed) = crate::listen_fds::take_http_listeners()? {
+        return Ok(passed);
+    }
+    let listener = std::net::TcpListener::bind(bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    Ok(vec![listener])
+}
+
+async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitCode {
     log::info!("X2Go Session Broker (Rust), HTTP mode");
     log::info!("  X2GOBROKER_DAEMON_USER: {}", env.daemon_user);
     log::info!("  X2GOBROKER_DEBUG: {}", env.debug);
@@ -342,49 +363,75 @@ async fn serve(env: Environment, broker: Broker, addr: SocketAddr, drop: bool) -
     );
     log::info!("  X2GOBROKER_SSL_CERTFILE: {}", env.ssl_certfile);
     log::info!("  X2GOBROKER_SSL_KEYFILE: {}", env.ssl_keyfile);
-    log::info!("  DAEMON_BIND_ADDRESS: {addr}");
-    let shared = Shared::new(broker);
-    let routes = crate::web::routes(shared.clone());
+    crate::daemon_stats::STATS.mark_started();
+    crate::daemon_stats::STATS.config_loaded();
+    let listeners = match listeners(options.bind) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("x2gobroker-daemon: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let tls = !env.ssl_certfile.is_empty() && !env.ssl_keyfile.is_empty();
-    let server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if tls {
-        match warp::serve(routes)
-            .tls()
-            .cert_path(&env.ssl_certfile)
-            .key_path(&env.ssl_keyfile)
-            .try_bind_with_graceful_shutdown(addr, shutdown_signal())
-        {
-            Ok((bound, fut)) => {
-                log::info!("listening on https://{bound}");
-                Box::pin(fut)
-            }
+    let acceptor = if tls {
+        match crate::http_server::tls_acceptor(&env.ssl_certfile, &env.ssl_keyfile) {
+            Ok(a) => Some(a),
             Err(e) => {
-                eprintln!("cannot serve HTTPS on {addr}: {e}");
+                log::error!("cannot serve HTTPS: {e}");
+                eprintln!("x2gobroker-daemon: cannot serve HTTPS: {e}");
                 return ExitCode::from(1);
             }
         }
     } else {
-        match warp::serve(routes).try_bind_with_graceful_shutdown(addr, shutdown_signal()) {
-            Ok((bound, fut)) => {
-                log::info!("listening on http://{bound}");
-                Box::pin(fut)
-            }
-            Err(e) => {
-                eprintln!("cannot listen on {addr}: {e}");
-                return ExitCode::from(1);
-            }
+        None
+    };
+    for l in &listeners {
+        if let Ok(a) = l.local_addr() {
+            log::info!("listening on {}://{a}", if tls { "https" } else { "http" });
+        }
+    }
+    // Diagnostics are not essential: without the control socket the daemon
+    // still serves.
+    let control = match crate::control::bind(&options.control_socket) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("{e}; x2gobroker-ctl will not reach this daemon");
+            None
         }
     };
-    if drop {
+    if options.drop_privileges {
         if let Err(e) = drop_privileges(&env) {
             eprintln!("cannot drop privileges: {e}");
             return ExitCode::from(1);
         }
         log::info!("dropped privileges to {}:{}", env.daemon_user, env.daemon_group);
     }
-    let watcher = tokio::spawn(crate::reload::watch(shared, env));
-    server.await;
+    let shared = Shared::new(broker);
+    let control_task = control.map(|c| tokio::spawn(crate::control::serve(c, crate::control::admin_group())));
+    let watcher = tokio::spawn(crate::reload::watch(shared.clone(), env));
+    crate::sdnotify::notify("READY=1");
+    let result = crate::http_server::serve(listeners, acceptor, shared, shutdown_signal()).await;
     watcher.abort();
-    ExitCode::SUCCESS
+    if let Some(t) = control_task {
+        t.abort();
+        // Dropping the task drops the socket, which removes its file.
+        let _ = t.await;
+    }
+    match result {
+        Ok(true) => {
+            log::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            log::warn!("stopped with requests still in flight after the grace period");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("cannot serve: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,10 +37,12 @@ pub fn reload(shared: &Shared, env: &Environment) -> bool {
                 broker.profiles_path.display()
             );
             shared.replace(broker);
+            crate::daemon_stats::STATS.config_loaded();
             true
         }
         Err(e) => {
             log::error!("configuration not reloaded, keeping the last good one: {e}");
+            crate::daemon_stats::STATS.reload_failed(e.to_string());
             false
         }
     }

@@ -566,10 +566,33 @@ async fn read_body(
 pub fn routes(
     shared: Shared,
 ) -> impl Filter<Extract = (Response<Body>,), Error = std::convert::Infallible> + Clone {
+    routes_from(shared, warp::addr::remote())
+}
+
+/// The same filter for one connection whose peer address is known (the
+/// daemon's own accept loop serves each connection with hyper directly).
+pub fn routes_for_peer(
+    shared: Shared,
+    remote: Option<std::net::SocketAddr>,
+) -> impl Filter<Extract = (Response<Body>,), Error = std::convert::Infallible> + Clone {
+    routes_from(shared, warp::any().map(move || remote))
+}
+
+fn routes_from<R>(
+    shared: Shared,
+    remote: R,
+) -> impl Filter<Extract = (Response<Body>,), Error = std::convert::Infallible> + Clone
+where
+    R: Filter<Extract = (Option<std::net::SocketAddr>,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::addr::remote())
+        .and(remote)
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::body::stream())
         .then(
@@ -581,6 +604,7 @@ pub fn routes(
                   stream| {
                 let shared = shared.clone();
                 async move {
+                    let _counted = crate::daemon_stats::STATS.request_started();
                     let body = match read_body(stream).await {
                         Ok(b) => b,
                         Err(status) => return Reply::error(status).into_response(),

@@ -1,0 +1,147 @@
+//! The daemon's control socket: admin diagnostics for `x2gobroker-ctl
+//! status`, local only (a Unix socket, never HTTP). Who may ask is decided
+//! from the peer's kernel-verified credentials (SO_PEERCRED): root, or a
+//! member of the admin group (default `adm`). The socket file is 0666 so
+//! that admins can connect at all; the peer check is the guard.
+
+use nix::unistd::{Group, Uid, User};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use x2gobroker_protocol::control::{ControlRequest, ControlResponse, DEFAULT_CONTROL_SOCKET};
+use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
+
+/// Environment variable naming another control socket path.
+pub const CONTROL_SOCKET_ENV: &str = "X2GOBROKER_CONTROL_SOCKET";
+/// Environment variable naming the admin group.
+pub const ADMIN_GROUP_ENV: &str = "X2GOBROKER_ADMIN_GROUP";
+pub const DEFAULT_ADMIN_GROUP: &str = "adm";
+/// Bound for one exchange, so a silent client cannot hold a task.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on concurrent control connections.
+const MAX_CONNECTIONS: usize = 8;
+
+/// The control socket path: option, else environment, else the default.
+pub fn socket_path(option: Option<&Path>) -> PathBuf {
+    option
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(CONTROL_SOCKET_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET))
+}
+
+pub fn admin_group() -> String {
+    std::env::var(ADMIN_GROUP_ENV).unwrap_or_else(|_| DEFAULT_ADMIN_GROUP.to_owned())
+}
+
+/// Root, or the admin group as primary (kernel) or supplementary (group
+/// database) group of the peer.
+pub fn may_query_status(uid: u32, gid: u32, admin_group: &str) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    let Ok(Some(group)) = Group::from_name(admin_group) else {
+        return false;
+    };
+    if gid == group.gid.as_raw() {
+        return true;
+    }
+    match User::from_uid(Uid::from_raw(uid)) {
+        Ok(Some(user)) => user.gid == group.gid || group.mem.contains(&user.name),
+        _ => false,
+    }
+}
+
+/// A bound control socket; the file is removed again on drop.
+pub struct ControlSocket {
+    listener: tokio::net::UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds the socket, replacing a stale one (a socket file nobody answers on).
+pub fn bind(path: &Path) -> Result<ControlSocket, String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let err = |what: String| format!("control socket {}: {what}", path.display());
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .create(parent)
+                .map_err(|e| err(format!("cannot create {}: {e}", parent.display())))?;
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(err("another process is listening on it".into()));
+            }
+            std::fs::remove_file(path).map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+        }
+        Ok(_) => return Err(err("exists and is not a socket".into())),
+        Err(_) => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    let socket = ControlSocket {
+        listener,
+        path: path.to_path_buf(),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| err(format!("cannot change mode: {e}")))?;
+    Ok(socket)
+}
+
+/// Answers control requests until the task is aborted.
+pub async fn serve(socket: ControlSocket, admin_group: String) {
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = match socket.listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                log::error!("control socket: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            // Busy: drop the connection rather than queue it.
+            continue;
+        };
+        let group = admin_group.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, answer(stream, &group)).await;
+        });
+    }
+}
+
+async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str) {
+    let Ok(cred) = stream.peer_cred() else {
+        return;
+    };
+    let (uid, gid) = (cred.uid(), cred.gid());
+    let allowed = may_query_status(uid, gid, admin_group);
+    let response = match read_message::<ControlRequest, _>(&mut stream).await {
+        Ok(ControlRequest::Status) if allowed => {
+            log::info!(target: crate::audit::AUDIT_TARGET, "control status uid={uid} outcome=granted");
+            ControlResponse::Status(crate::daemon_stats::STATS.snapshot())
+        }
+        Ok(ControlRequest::Status) => {
+            let name = User::from_uid(Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| uid.to_string());
+            log::warn!(target: crate::audit::AUDIT_TARGET, "control status uid={uid} outcome=denied");
+            ControlResponse::Denied(format!(
+                "{name} may not query the daemon (root or group {admin_group} only)"
+            ))
+        }
+        Err(e) => ControlResponse::Denied(format!("bad request: {e}")),
+    };
+    let _ = write_message(&mut stream, &response).await;
+}
