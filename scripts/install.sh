@@ -219,6 +219,10 @@ install_files() {
     ln -s x2gobroker "$destdir$bindir/x2gobroker-ssh"
     if [ ${#owner_args[@]} -gt 0 ]; then chown -h root:root "$destdir$bindir/x2gobroker-ssh"; fi
   fi
+  # Admin diagnostics (x2gobroker-ctl status), when the build has it.
+  if [ -x "$bin_dir/x2gobroker-ctl" ]; then
+    install_file 0755 "$bin_dir/x2gobroker-ctl" "$sbindir/x2gobroker-ctl"
+  fi
 
   local unit
   for unit in "$repo_root"/systemd/*.socket "$repo_root"/systemd/*.service; do
@@ -242,6 +246,9 @@ install_files() {
   for p in x2gobroker x2gobroker-daemon x2gobroker-authhelper; do
     install_generated_docs "$bin_dir/$p"
   done
+  if [ -x "$bin_dir/x2gobroker-ctl" ]; then
+    install_generated_docs "$bin_dir/x2gobroker-ctl"
+  fi
 }
 
 # The static authentication ID (my-cookie-file). Generated per machine and

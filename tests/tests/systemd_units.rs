@@ -828,8 +828,6 @@ fn helper_serves_pam_under_its_unit_in_a_booted_systemd() {
 }
 
 #[test]
-#[ignore = "x2gobroker-daemon does not take its sockets from systemd (LISTEN_FDS/LISTEN_FDNAMES=http) \
-            nor send READY=1 yet; enable once it does (docs/OPERATIONS.md)"]
 fn daemon_serves_http_under_its_unit_in_a_booted_systemd() {
     require_test_accounts();
     let live = LiveSystem::boot();
@@ -883,4 +881,9 @@ fn daemon_serves_http_under_its_unit_in_a_booted_systemd() {
         live.stdout(&["systemctl", "show", "-P", "SubState", DAEMON_SERVICE]),
         "running"
     );
+
+    // The control socket in the unit's RuntimeDirectory answers root.
+    let ctl = live.stdout(&["/usr/sbin/x2gobroker-ctl", "status", "--json"]);
+    assert!(ctl.contains("\"config_generation\":"), "{ctl}");
+    assert!(!ctl.contains("\"error\""), "{ctl}");
 }
