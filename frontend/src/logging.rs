@@ -47,7 +47,7 @@ pub fn init(opts: &LogOptions<'_>) {
         };
         match syslog::unix_custom(formatter, &socket) {
             Ok(logger) => {
-                if log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok() {
+                if log::set_boxed_logger(Box::new(QueuedSyslog::start(logger))).is_ok() {
                     log::set_max_level(level);
                 }
                 return;
@@ -83,13 +83,76 @@ fn stderr_is_journal() -> bool {
     dev.parse::<u64>().ok() == Some(stat.st_dev) && ino.parse::<u64>().ok() == Some(stat.st_ino)
 }
 
+/// Debug output of other crates (hyper's connection chatter) is left out.
+fn wanted(m: &log::Metadata<'_>) -> bool {
+    m.level() <= log::max_level()
+        && (m.level() <= log::Level::Info
+            || m.target().starts_with("x2gobroker")
+            || m.target() == crate::audit::AUDIT_TARGET)
+}
+
+/// Bound of the queue towards syslog.
+const SYSLOG_QUEUE: usize = 4096;
+
+type SyslogWriter = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
+
+/// Syslog through a bounded queue and a thread of its own: a slow or stuck
+/// syslog daemon (a full datagram queue blocks the sender) must never stall
+/// request handling. When the queue is full, messages are dropped and the
+/// number dropped is reported once the queue drains.
+struct QueuedSyslog {
+    queue: std::sync::mpsc::SyncSender<(log::Level, String)>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl QueuedSyslog {
+    fn start(mut writer: SyslogWriter) -> QueuedSyslog {
+        use std::sync::atomic::Ordering;
+        let (queue, received) = std::sync::mpsc::sync_channel::<(log::Level, String)>(SYSLOG_QUEUE);
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let dropped_seen = dropped.clone();
+        let spawned = std::thread::Builder::new().name("syslog".into()).spawn(move || {
+            for (level, message) in received {
+                let _ = match level {
+                    log::Level::Error => writer.err(message),
+                    log::Level::Warn => writer.warning(message),
+                    log::Level::Info => writer.info(message),
+                    log::Level::Debug | log::Level::Trace => writer.debug(message),
+                };
+                let lost = dropped_seen.swap(0, Ordering::Relaxed);
+                if lost > 0 {
+                    let _ = writer.warning(format!("{lost} log messages dropped (syslog too slow)"));
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("cannot start the syslog thread: {e}");
+        }
+        QueuedSyslog { queue, dropped }
+    }
+}
+
+impl log::Log for QueuedSyslog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        wanted(m)
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) && self.queue.try_send((r.level(), r.args().to_string())).is_err() {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 struct StderrLogger {
     program: String,
 }
 
 impl log::Log for StderrLogger {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::max_level()
+        wanted(m)
     }
 
     fn log(&self, r: &log::Record<'_>) {

@@ -1,0 +1,505 @@
+//! Operations of x2gobroker-daemon (docs/OPERATIONS.md, "What the programs
+//! must do"): sockets taken from systemd (started through
+//! systemd-socket-activate as the units arrange them), sd_notify READY=1 and
+//! STOPPING=1, graceful shutdown on SIGTERM, the audit trail on syslog, and
+//! `x2gobroker-ctl status` over the daemon's control socket.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
+use x2gobroker_protocol::frame::blocking::{read_message, write_message};
+use x2gobroker_protocol::{Request, Response, PROTOCOL_VERSION};
+use x2gobroker_systemtests::helper::{
+    helper_binary, run_to_exit, target_profile_dir, wait_until, RunningHelper, TestDir, ALICE, BOB, DAVE,
+    DEADLINE,
+};
+
+const PROFILES: &str = "\
+[alice-desktop]
+name = Alice Desktop
+host = srv1 (127.0.0.1:2222)
+command = XFCE
+acl-users-allow = xbt-alice
+";
+
+fn program(name: &str) -> PathBuf {
+    let path = target_profile_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: cargo build -p x2gobroker-frontend",
+        path.display()
+    );
+    path
+}
+
+/// The helper as x2gobroker-authhelper.socket arranges it: systemd (here
+/// systemd-socket-activate) binds the Unix socket and passes it with the
+/// name `authservice`.
+fn socket_activated_helper(tag: &str, extra: &[&str]) -> RunningHelper {
+    let dir = TestDir::new(tag);
+    let handed = dir.path("helper.sock");
+    let mut command = Command::new("systemd-socket-activate");
+    command
+        .arg("-l")
+        .arg(&handed)
+        .arg("--fdname=authservice")
+        .arg(helper_binary())
+        .arg("--foreground")
+        .arg("--socket")
+        .arg(dir.path("not-used.sock"))
+        .args(extra);
+    RunningHelper::spawn(command, dir, handed)
+}
+
+/// A port that was free a moment ago (systemd-socket-activate needs a
+/// concrete address).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    dir: TestDir,
+    notify: UnixDatagram,
+    syslog: UnixDatagram,
+    control: PathBuf,
+    config: PathBuf,
+    /// Every syslog datagram seen so far.
+    syslog_lines: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts the daemon as x2gobroker-daemon.socket arranges it: a TCP
+    /// socket passed with the name `http`, NOTIFY_SOCKET set. Returns once
+    /// READY=1 arrived.
+    fn start(tag: &str, helper_socket: &Path) -> Daemon {
+        let dir = TestDir::new(tag);
+        let config = dir.path("x2gobroker.conf");
+        fs::write(
+            &config,
+            format!("[global]\ncookie-directory = {}\n", dir.path("cookies").display()),
+        )
+        .expect("write config");
+        let profiles = dir.path("sessionprofiles.conf");
+        fs::write(&profiles, PROFILES).expect("write profiles");
+        let notify_path = dir.path("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+        notify.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let syslog_path = dir.path("syslog.sock");
+        let syslog = UnixDatagram::bind(&syslog_path).expect("syslog socket");
+        let control = dir.path("control.sock");
+        let port = free_port();
+        let log = fs::File::create(dir.path("daemon.log")).expect("log");
+        let env = |k: &str, v: &Path| format!("--setenv={k}={}", v.display());
+        let child = Command::new("systemd-socket-activate")
+            .arg("-l")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--fdname=http")
+            .arg(env("X2GOBROKER_AUTHSERVICE_SOCKET", helper_socket))
+            .arg(env("X2GOBROKER_SESSIONPROFILES", &profiles))
+            .arg(env("X2GOBROKER_CONTROL_SOCKET", &control))
+            .arg(env("NOTIFY_SOCKET", &notify_path))
+            .arg(program("x2gobroker-daemon"))
+            .arg("-C")
+            .arg(&config)
+            // Must not be used: the socket comes from systemd.
+            .args(["-b", "127.0.0.1:1"])
+            .arg("--syslog-socket")
+            .arg(&syslog_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("start systemd-socket-activate");
+        let mut daemon = Daemon {
+            child,
+            port,
+            dir,
+            notify,
+            syslog,
+            control,
+            config,
+            syslog_lines: Vec::new(),
+        };
+        // systemd-socket-activate (like a socket unit with Accept=no)
+        // starts the program on the first connection.
+        let trigger = wait_for_connect(port);
+        let first = daemon.next_notification();
+        drop(trigger);
+        assert_eq!(first, "READY=1", "log:\n{}", daemon.log());
+        daemon
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path("daemon.log")).unwrap_or_default()
+    }
+
+    /// The next sd_notify datagram (waits up to the deadline).
+    fn next_notification(&mut self) -> String {
+        let mut buf = [0u8; 4096];
+        match self.notify.recv(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => {
+                let status = self.child.try_wait();
+                panic!(
+                    "no sd_notify message ({e}); daemon {status:?}; log:\n{}",
+                    self.log()
+                )
+            }
+        }
+    }
+
+    /// Reads syslog datagrams until one satisfies `want`; returns it.
+    fn syslog_line(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        if let Some(l) = self.syslog_lines.iter().find(|l| want(l)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + DEADLINE;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no syslog line {what}; seen:\n{}",
+                self.syslog_lines.join("\n")
+            );
+            self.syslog.set_read_timeout(Some(left)).expect("timeout");
+            if let Ok(n) = self.syslog.recv(&mut buf) {
+                let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.syslog_lines.push(line.clone());
+                if want(&line) {
+                    return line;
+                }
+            }
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).expect("kill");
+    }
+
+    fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_until("the daemon to exit", || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.expect("status")
+    }
+
+    fn ctl(&self, helper_socket: &Path, as_user: Option<&str>) -> Output {
+        let mut command = match as_user {
+            Some(user) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={user}"))
+                    .arg(format!("--regid={user}"))
+                    .args(["--init-groups", "--"]);
+                c.arg(program("x2gobroker-ctl"));
+                c
+            }
+            None => Command::new(program("x2gobroker-ctl")),
+        };
+        command
+            .args(["status", "--json", "--control-socket"])
+            .arg(&self.control)
+            .arg("--authservice-socket")
+            .arg(helper_socket);
+        run_to_exit(command)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects once systemd-socket-activate listens.
+fn wait_for_connect(port: u16) -> TcpStream {
+    let mut stream = None;
+    wait_until("the activation socket to listen", || {
+        stream = TcpStream::connect(("127.0.0.1", port)).ok();
+        stream.is_some()
+    });
+    stream.expect("stream")
+}
+
+/// One HTTP/1.1 POST with `Connection: close`; returns the raw answer.
+fn post(port: u16, path: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the daemon");
+    stream.set_read_timeout(Some(DEADLINE * 2)).expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    answer
+}
+
+fn listsessions(port: u16, user: &str, password: &str) -> String {
+    post(
+        port,
+        "/plain/",
+        &format!("user={user}&password={password}&task=listsessions"),
+    )
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "x2gobroker-ctl output is not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[test]
+fn socket_activated_daemon_and_helper_serve_a_pam_login_and_notify_systemd() {
+    let helper = socket_activated_helper("ops-activate", &[]);
+    let mut daemon = Daemon::start("ops-activate", &helper.socket);
+    let answer = listsessions(daemon.port, ALICE.0, ALICE.1);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\nlog:\n{}",
+        daemon.log()
+    );
+    assert!(answer.contains("Access granted"), "{answer}");
+    assert!(answer.contains("[alice-desktop]"), "{answer}");
+    // It serves the passed socket, not its -b address.
+    let port = daemon.port;
+    daemon.syslog_line("listening on the passed socket", |l| {
+        l.contains(&format!("listening on http://127.0.0.1:{port}"))
+    });
+    assert!(
+        !daemon
+            .syslog_lines
+            .iter()
+            .any(|l| l.contains("127.0.0.1:1\n") || l.ends_with("127.0.0.1:1")),
+        "bound -b although a socket was passed"
+    );
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(daemon.next_notification(), "STOPPING=1");
+    assert!(daemon.wait_for_exit().success(), "log:\n{}", daemon.log());
+    assert!(!daemon.control.exists(), "the control socket was left behind");
+}
+
+/// A fake helper that holds the PAM answer until the test releases it: the
+/// daemon's request is then deterministically in flight.
+struct HeldHelper {
+    socket: PathBuf,
+    in_flight: std::sync::mpsc::Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+    _dir: TestDir,
+}
+
+impl HeldHelper {
+    fn start() -> HeldHelper {
+        let dir = TestDir::new("ops-held");
+        let socket = dir.path("held.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let (in_flight_tx, in_flight) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            if !matches!(read_message::<Request, _>(&mut stream), Ok(Request::Hello { .. })) {
+                return;
+            }
+            let hello = Response::Hello {
+                version: PROTOCOL_VERSION,
+                server_version: "held".into(),
+            };
+            if write_message(&mut stream, &hello).is_err() {
+                return;
+            }
+            if !matches!(
+                read_message::<Request, _>(&mut stream),
+                Ok(Request::Authenticate(_))
+            ) {
+                return;
+            }
+            let _ = in_flight_tx.send(());
+            let _ = release_rx.recv_timeout(DEADLINE * 2);
+            let _ = write_message(&mut stream, &Response::Authenticated);
+        });
+        HeldHelper {
+            socket,
+            in_flight,
+            release,
+            _dir: dir,
+        }
+    }
+}
+
+#[test]
+fn a_request_in_flight_at_sigterm_completes_and_new_connections_are_refused() {
+    let held = HeldHelper::start();
+    let mut daemon = Daemon::start("ops-drain", &held.socket);
+    let port = daemon.port;
+    let client = std::thread::spawn(move || listsessions(port, ALICE.0, "held-password"));
+    held.in_flight
+        .recv_timeout(DEADLINE)
+        .expect("the daemon's PAM request did not reach the helper");
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(daemon.next_notification(), "STOPPING=1");
+    wait_until("new connections to be refused", || {
+        matches!(
+            TcpStream::connect(("127.0.0.1", port)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    });
+    assert!(
+        daemon.child.try_wait().expect("try_wait").is_none(),
+        "the daemon exited with a request in flight"
+    );
+
+    held.release.send(()).expect("release");
+    let answer = client.join().expect("client thread");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\nlog:\n{}",
+        daemon.log()
+    );
+    assert!(answer.contains("Access granted"), "{answer}");
+    assert!(daemon.wait_for_exit().success(), "log:\n{}", daemon.log());
+}
+
+#[test]
+fn auth_decisions_are_audited_on_syslog_without_passwords() {
+    // One failure is enough to throttle the next attempt.
+    let helper = socket_activated_helper("ops-audit", &["--throttle-threshold", "1"]);
+    let mut daemon = Daemon::start("ops-audit", &helper.socket);
+
+    assert!(listsessions(daemon.port, ALICE.0, ALICE.1).starts_with("HTTP/1.1 200"));
+    let granted = daemon.syslog_line("granted for xbt-alice", |l| {
+        l.contains("outcome=granted") && l.contains("user=\"xbt-alice\"")
+    });
+    // Facility daemon (3), severity info (6): <30>.
+    assert!(granted.starts_with("<30>"), "{granted}");
+    assert!(
+        granted.contains("client=\"127.0.0.1\"") && granted.contains("method=pam"),
+        "{granted}"
+    );
+
+    assert!(listsessions(daemon.port, BOB.0, "Wrong-pw-1").starts_with("HTTP/1.1 401"));
+    daemon.syslog_line("refused for xbt-bob", |l| {
+        l.contains("outcome=refused") && l.contains("user=\"xbt-bob\"")
+    });
+    assert!(listsessions(daemon.port, BOB.0, "Wrong-pw-2").starts_with("HTTP/1.1 401"));
+    daemon.syslog_line("throttled for xbt-bob", |l| {
+        l.contains("outcome=throttled") && l.contains("user=\"xbt-bob\"")
+    });
+
+    for secret in [ALICE.1, "Wrong-pw-1", "Wrong-pw-2"] {
+        assert!(
+            !daemon.syslog_lines.iter().any(|l| l.contains(secret)),
+            "a password reached syslog"
+        );
+        assert!(!daemon.log().contains(secret), "a password reached stderr");
+    }
+}
+
+#[test]
+fn ctl_status_for_root_only_with_generation_and_reload_error() {
+    let helper = RunningHelper::start("ops-ctl", &[]);
+    let daemon = Daemon::start("ops-ctl", &helper.socket);
+
+    let out = daemon.ctl(&helper.socket, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let status = json(&out);
+    assert_eq!(status["daemon"]["config_generation"], 1, "{status}");
+    assert!(status["daemon"]["last_reload_error"].is_null(), "{status}");
+    assert!(status["daemon"]["version"].is_string(), "{status}");
+    assert!(status["authhelper"]["version"].is_string(), "{status}");
+    assert!(status["authhelper"]["uptime_secs"].is_u64(), "{status}");
+
+    // An ordinary user is refused by both (peer credentials).
+    let out = daemon.ctl(&helper.socket, Some(DAVE.0));
+    assert!(!out.status.success());
+    let refused = json(&out);
+    let daemon_error = refused["daemon"]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(daemon_error.contains("denied"), "{refused}");
+    assert!(refused["daemon"]["config_generation"].is_null(), "{refused}");
+    assert!(refused["authhelper"]["error"].is_string(), "{refused}");
+
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until("the configuration generation to reach 2", || {
+        json(&daemon.ctl(&helper.socket, None))["daemon"]["config_generation"] == 2
+    });
+
+    fs::write(&daemon.config, "[global\nthis is not INI\n").expect("break the config");
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    let mut last = serde_json::Value::Null;
+    wait_until("the reload error to be reported", || {
+        last = json(&daemon.ctl(&helper.socket, None));
+        last["daemon"]["last_reload_error"].is_string()
+    });
+    assert_eq!(last["daemon"]["config_generation"], 2, "{last}");
+    let error = last["daemon"]["last_reload_error"].as_str().unwrap_or_default();
+    assert!(error.contains("x2gobroker.conf"), "{last}");
+
+    // Plain text for people.
+    let mut command = Command::new(program("x2gobroker-ctl"));
+    command
+        .args(["status", "--control-socket"])
+        .arg(&daemon.control)
+        .arg("--authservice-socket")
+        .arg(&helper.socket);
+    let text = String::from_utf8_lossy(&run_to_exit(command).stdout).into_owned();
+    assert!(text.contains("configuration generation: 2"), "{text}");
+    assert!(text.contains("last reload error: "), "{text}");
+}
+
+#[test]
+fn every_program_generates_its_man_page_and_completions() {
+    for (name, section) in [
+        ("x2gobroker", "1"),
+        ("x2gobroker-daemon", "1"),
+        ("x2gobroker-ctl", "8"),
+    ] {
+        let dir = TestDir::new("ops-docs");
+        let out = run_to_exit({
+            let mut c = Command::new(program(name));
+            c.arg("--generate-man")
+                .arg(&dir.0)
+                .arg("--generate-completions")
+                .arg(&dir.0);
+            c.env_clear();
+            c
+        });
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let page = fs::read_to_string(dir.path(&format!("{name}.{section}"))).expect("man page");
+        assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+        for file in [format!("{name}.bash"), format!("_{name}"), format!("{name}.fish")] {
+            assert!(dir.path(&file).is_file(), "{name}: {file} missing");
+        }
+        let help = run_to_exit({
+            let mut c = Command::new(program(name));
+            c.arg("--help");
+            c
+        });
+        assert!(
+            !String::from_utf8_lossy(&help.stdout).contains("generate-man"),
+            "{name}: flag not hidden"
+        );
+    }
+}
