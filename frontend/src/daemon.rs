@@ -276,6 +276,11 @@ fn daemonize(cli: &Cli) -> ExitCode {
     if args.first().map(|a| a.ends_with("x2gobroker-daemon")) != Some(true) {
         cmd.args(["-M", "HTTP"]);
     }
+    // In the background, log to syslog (crate::logging) unless told otherwise.
+    if cli.syslog_socket.is_none() {
+        cmd.arg("--syslog-socket")
+            .arg(crate::logging::DEFAULT_SYSLOG_SOCKET);
+    }
     match cmd.spawn() {
         Ok(child) => {
             if let Some(dir) = cli.pidfile.parent() {

@@ -1,14 +1,14 @@
 //! Where the front end logs: syslog (facility daemon) or stderr.
 //!
-//! The original's `-d` only raises the level and `-i` forces stderr. Here:
-//! * `-i`, or stderr is a terminal, or stderr is the systemd journal
-//!   (`JOURNAL_STREAM`): stderr, so `journalctl -u x2gobroker-daemon` and
-//!   interactive runs show everything;
-//! * otherwise (e.g. daemonized with `-D`), or when a syslog socket is named
-//!   explicitly (`--syslog-socket`, `X2GOBROKER_SYSLOG_SOCKET`): syslog,
-//!   falling back to stderr when syslog cannot be reached.
+//! `-d` raises the level to debug, as in the original. Where lines go:
+//! * in the foreground (by hand, or under systemd, whose stderr is the
+//!   journal: `journalctl -u x2gobroker-daemon`): stderr;
+//! * daemonized with `-D` (the background process is started with
+//!   `--syslog-socket /dev/log`), or whenever a syslog socket is named
+//!   (`--syslog-socket`, `X2GOBROKER_SYSLOG_SOCKET`): syslog, facility
+//!   daemon, falling back to stderr when syslog cannot be reached;
+//! * `-i` forces stderr in every case.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// The system logger's socket.
@@ -35,10 +35,7 @@ pub fn init(opts: &LogOptions<'_>) {
         .syslog_socket
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os(SYSLOG_SOCKET_ENV).map(PathBuf::from));
-    let interactive = std::io::stderr().is_terminal() || stderr_is_journal();
-    let use_syslog = !opts.force_stderr && (explicit.is_some() || !interactive);
-    if use_syslog {
-        let socket = explicit.unwrap_or_else(|| PathBuf::from(DEFAULT_SYSLOG_SOCKET));
+    if let Some(socket) = explicit.filter(|_| !opts.force_stderr) {
         let formatter = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_DAEMON,
             hostname: None,
@@ -65,22 +62,6 @@ pub fn init(opts: &LogOptions<'_>) {
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
     }
-}
-
-/// systemd sets JOURNAL_STREAM=dev:inode of the stream it connected; it is
-/// ours only if fd 2 still is that stream.
-fn stderr_is_journal() -> bool {
-    use std::os::fd::AsFd;
-    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
-        return false;
-    };
-    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
-        return false;
-    };
-    let Ok(stat) = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&std::io::stderr().as_fd())) else {
-        return false;
-    };
-    dev.parse::<u64>().ok() == Some(stat.st_dev) && ino.parse::<u64>().ok() == Some(stat.st_ino)
 }
 
 /// Debug output of other crates (hyper's connection chatter) is left out.

@@ -503,3 +503,48 @@ fn every_program_generates_its_man_page_and_completions() {
         );
     }
 }
+
+/// The helper's own audit trail (authpriv) for a failure and a throttled
+/// attempt; tests/tests/authhelper.rs covers a success.
+#[test]
+fn helper_audits_failures_and_throttled_attempts_on_syslog() {
+    let dir = TestDir::new("ops-helper-audit");
+    let log_socket = dir.path("log.sock");
+    let syslog = UnixDatagram::bind(&log_socket).expect("bind fake syslog");
+    syslog.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let helper_socket = dir.path("helper.sock");
+    let mut command = Command::new(helper_binary());
+    command
+        .arg("--socket")
+        .arg(&helper_socket)
+        .args(["--throttle-threshold", "1", "--syslog-socket"])
+        .arg(&log_socket);
+    let helper = RunningHelper::spawn(command, dir, helper_socket);
+    assert!(helper
+        .authenticate(BOB.0, "Wrong-pw-3", Some("203.0.113.7"))
+        .is_err());
+    assert!(helper
+        .authenticate(BOB.0, "Wrong-pw-4", Some("203.0.113.7"))
+        .is_err());
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    wait_until("the refused and throttled audit lines", || {
+        let n = syslog.recv(&mut buf).expect("syslog datagram");
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        let audited = |outcome: &str| {
+            lines.iter().any(|l| {
+                l.contains("AUDIT auth")
+                    && l.contains("user=\"xbt-bob\"")
+                    && l.contains("client=\"203.0.113.7\"")
+                    && l.contains(&format!("outcome={outcome}"))
+            })
+        };
+        audited("refused") && audited("throttled")
+    });
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("Wrong-pw-3") && !l.contains("Wrong-pw-4")),
+        "a password reached syslog"
+    );
+}
