@@ -79,7 +79,11 @@ impl Daemon {
     /// socket passed with the name `http`, NOTIFY_SOCKET set. Returns once
     /// READY=1 arrived.
     fn start(tag: &str, helper_socket: &Path) -> Daemon {
-        let dir = TestDir::new(tag);
+        Self::start_with(TestDir::new(tag), helper_socket, &[])
+    }
+
+    /// As [`Daemon::start`], in `dir`, with more environment variables.
+    fn start_with(dir: TestDir, helper_socket: &Path, extra_env: &[(&str, PathBuf)]) -> Daemon {
         let config = dir.path("x2gobroker.conf");
         fs::write(
             &config,
@@ -98,6 +102,7 @@ impl Daemon {
         let log = fs::File::create(dir.path("daemon.log")).expect("log");
         let env = |k: &str, v: &Path| format!("--setenv={k}={}", v.display());
         let child = Command::new("systemd-socket-activate")
+            .args(extra_env.iter().map(|(k, v)| env(k, v)))
             .arg("-l")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--fdname=http")
@@ -242,9 +247,9 @@ fn post(port: u16, path: &str, body: &str) -> String {
         body.len()
     )
     .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read the answer");
-    answer
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 fn listsessions(port: u16, user: &str, password: &str) -> String {
@@ -547,4 +552,74 @@ fn helper_audits_failures_and_throttled_attempts_on_syslog() {
             .all(|l| !l.contains("Wrong-pw-3") && !l.contains("Wrong-pw-4")),
         "a password reached syslog"
     );
+}
+
+#[test]
+fn serves_https_on_a_passed_socket() {
+    let helper = socket_activated_helper("ops-tls", &[]);
+    let dir = TestDir::new("ops-tls");
+    let (cert, key) = (dir.path("broker.crt"), dir.path("broker.key"));
+    let made = run_to_exit({
+        let mut c = Command::new("openssl");
+        c.args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-days",
+            "1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+        c
+    });
+    assert!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let daemon = Daemon::start_with(
+        dir,
+        &helper.socket,
+        &[
+            ("X2GOBROKER_SSL_CERTFILE", cert.clone()),
+            ("X2GOBROKER_SSL_KEYFILE", key),
+        ],
+    );
+    let out = run_to_exit({
+        let mut c = Command::new("curl");
+        c.args(["-s", "-m", "60", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&cert)
+            .arg("--resolve")
+            .arg(format!("localhost:{}:127.0.0.1", daemon.port))
+            .args([
+                "-d",
+                &format!("user={}", ALICE.0),
+                "-d",
+                &format!("password={}", ALICE.1),
+            ])
+            .args(["-d", "task=listsessions"])
+            .arg(format!("https://localhost:{}/plain/", daemon.port));
+        c
+    });
+    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        answer.ends_with("\n200") && answer.contains("Access granted"),
+        "{answer}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Plain HTTP on the TLS socket gets no broker answer.
+    let plain = post(daemon.port, "/plain/", "task=listsessions");
+    assert!(!plain.contains("Access granted"), "{plain}");
 }
