@@ -490,6 +490,9 @@ ln -s pts/ptmx "$R/dev/ptmx"
 mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm"
 mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
+# The checkout and its programs may live under a path the fresh mounts above
+# hide (e.g. a CI clone in /tmp): make them visible at the same paths.
+for d in "$XBT_REPO" "$XBT_BIN"; do mkdir -p "$R$d"; mount --bind "$d" "$R$d"; done
 chroot "$R" dpkg --remove --no-triggers x2gobroker-ssh x2gobroker-daemon x2gobroker-authservice x2gobroker \
   > "$R/root/xbt-dpkg.log" 2>&1
 chroot "$R" bash "$XBT_REPO/scripts/install.sh" --bin-dir "$XBT_BIN" > "$R/root/xbt-install.log" 2>&1
