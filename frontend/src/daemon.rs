@@ -277,7 +277,7 @@ fn daemonize(cli: &Cli) -> ExitCode {
         cmd.args(["-M", "HTTP"]);
     }
     // In the background, log to syslog (crate::logging) unless told otherwise.
-    if cli.syslog_socket.is_none() {
+    if cli.syslog_socket.is_none() && std::env::var_os(crate::logging::SYSLOG_SOCKET_ENV).is_none() {
         cmd.arg("--syslog-socket")
             .arg(crate::logging::DEFAULT_SYSLOG_SOCKET);
     }

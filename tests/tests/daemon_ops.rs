@@ -79,11 +79,17 @@ impl Daemon {
     /// socket passed with the name `http`, NOTIFY_SOCKET set. Returns once
     /// READY=1 arrived.
     fn start(tag: &str, helper_socket: &Path) -> Daemon {
-        Self::start_with(TestDir::new(tag), helper_socket, &[])
+        Self::start_with(TestDir::new(tag), helper_socket, &[], &[])
     }
 
-    /// As [`Daemon::start`], in `dir`, with more environment variables.
-    fn start_with(dir: TestDir, helper_socket: &Path, extra_env: &[(&str, PathBuf)]) -> Daemon {
+    /// As [`Daemon::start`], in `dir`, with more environment variables and
+    /// arguments.
+    fn start_with(
+        dir: TestDir,
+        helper_socket: &Path,
+        extra_env: &[(&str, PathBuf)],
+        extra_args: &[&str],
+    ) -> Daemon {
         let config = dir.path("x2gobroker.conf");
         fs::write(
             &config,
@@ -94,6 +100,9 @@ impl Daemon {
         fs::write(&profiles, PROFILES).expect("write profiles");
         let notify_path = dir.path("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+        // As systemd's: any uid may notify (the daemon may drop privileges).
+        fs::set_permissions(&notify_path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .expect("chmod notify socket");
         notify.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let syslog_path = dir.path("syslog.sock");
         let syslog = UnixDatagram::bind(&syslog_path).expect("syslog socket");
@@ -117,6 +126,7 @@ impl Daemon {
             .args(["-b", "127.0.0.1:1"])
             .arg("--syslog-socket")
             .arg(&syslog_path)
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -596,6 +606,7 @@ fn serves_https_on_a_passed_socket() {
             ("X2GOBROKER_SSL_CERTFILE", cert.clone()),
             ("X2GOBROKER_SSL_KEYFILE", key),
         ],
+        &[],
     );
     let out = run_to_exit({
         let mut c = Command::new("curl");
@@ -622,4 +633,80 @@ fn serves_https_on_a_passed_socket() {
     // Plain HTTP on the TLS socket gets no broker answer.
     let plain = post(daemon.port, "/plain/", "task=listsessions");
     assert!(!plain.contains("Access granted"), "{plain}");
+}
+
+#[test]
+fn drop_privileges_switches_to_the_daemon_user_after_taking_the_sockets() {
+    let helper = socket_activated_helper("ops-drop", &[]);
+    let daemon = Daemon::start_with(
+        TestDir::new("ops-drop"),
+        &helper.socket,
+        &[],
+        &["--drop-privileges"],
+    );
+    let status = fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).expect("status");
+    let (uid, gid) = x2gobroker_systemtests::helper::user_ids("x2gobroker");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert!(field("Uid").iter().all(|u| *u == uid.to_string()), "{status}");
+    assert!(field("Gid").iter().all(|g| *g == gid.to_string()), "{status}");
+    assert!(field("Groups").is_empty(), "{status}");
+    // Still serving, from the socket taken as root.
+    let answer = post(daemon.port, "/plain/", "task=listsessions");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
+#[test]
+fn daemonize_writes_the_pid_file_and_logs_into_the_log_directory() {
+    let dir = TestDir::new("ops-daemonize");
+    let config = dir.path("x2gobroker.conf");
+    fs::write(&config, "[global]\n").expect("config");
+    let profiles = dir.path("profiles.conf");
+    fs::write(&profiles, PROFILES).expect("profiles");
+    let (pidfile, logdir) = (dir.path("run/daemon.pid"), dir.path("logs"));
+    let port = free_port();
+    let out = run_to_exit({
+        let mut c = Command::new(program("x2gobroker-daemon"));
+        c.arg("-D")
+            .arg("-P")
+            .arg(&pidfile)
+            .arg("-L")
+            .arg(&logdir)
+            .arg("-C")
+            .arg(&config)
+            .args(["-b", &format!("127.0.0.1:{port}"), "--control-socket"])
+            .arg(dir.path("control.sock"))
+            .env("X2GOBROKER_SESSIONPROFILES", &profiles)
+            .env("X2GOBROKER_SYSLOG_SOCKET", dir.path("no-syslog.sock"));
+        c
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    wait_until("the background daemon to listen", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let answer = post(port, "/plain/", "task=listsessions");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("kill");
+    wait_until("the background daemon to stop", || {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .map(|s| s.contains("State:\tZ"))
+            .unwrap_or(true)
+    });
+    // No syslog there: its lines went to the stderr file in the log directory.
+    let stderr = fs::read_to_string(logdir.join("x2gobroker-daemon.stderr")).expect("stderr log");
+    assert!(
+        stderr.contains(&format!("listening on http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(logdir.join("x2gobroker-daemon.stdout").is_file());
 }
