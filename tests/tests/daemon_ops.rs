@@ -710,3 +710,70 @@ fn daemonize_writes_the_pid_file_and_logs_into_the_log_directory() {
     );
     assert!(logdir.join("x2gobroker-daemon.stdout").is_file());
 }
+
+/// Of several passed sockets only those named `http` are served; others
+/// are closed (systemd keeps its own copy), not answered with HTTP.
+#[test]
+fn only_sockets_named_http_are_served() {
+    let dir = TestDir::new("ops-names");
+    let config = dir.path("x2gobroker.conf");
+    fs::write(&config, "[global]\n").expect("config");
+    let profiles = dir.path("profiles.conf");
+    fs::write(&profiles, PROFILES).expect("profiles");
+    let notify_path = dir.path("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let (http, other) = (free_port(), free_port());
+    let log = fs::File::create(dir.path("daemon.log")).expect("log");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg(format!(
+            "--setenv=X2GOBROKER_SESSIONPROFILES={}",
+            profiles.display()
+        ))
+        .arg(format!(
+            "--setenv=X2GOBROKER_CONTROL_SOCKET={}",
+            dir.path("control.sock").display()
+        ))
+        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
+        .args([
+            "-l",
+            &format!("127.0.0.1:{other}"),
+            "-l",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .arg("--fdname=metrics:http")
+        .arg(program("x2gobroker-daemon"))
+        .arg("-C")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("start systemd-socket-activate");
+    let trigger = wait_for_connect(http);
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf);
+    let daemon_log = fs::read_to_string(dir.path("daemon.log")).unwrap_or_default();
+    assert_eq!(
+        n.ok().map(|n| buf[..n].to_vec()),
+        Some(b"READY=1".to_vec()),
+        "{daemon_log}"
+    );
+    drop(trigger);
+    let answer = post(http, "/plain/", "task=listsessions");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        matches!(
+            TcpStream::connect(("127.0.0.1", other)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        ),
+        "the socket named metrics is still open"
+    );
+    let daemon_log = fs::read_to_string(dir.path("daemon.log")).unwrap_or_default();
+    assert!(
+        daemon_log.contains("ignoring passed descriptor 3 named Some(\"metrics\")"),
+        "{daemon_log}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
