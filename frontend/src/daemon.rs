@@ -415,7 +415,7 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
     let shared = Shared::new(broker);
     let control_task = control.map(|c| tokio::spawn(crate::control::serve(c, crate::control::admin_group())));
     let watcher = tokio::spawn(crate::reload::watch(shared.clone(), env));
-    crate::sdnotify::notify("READY=1");
+    crate::sdnotify::notify("READY=1\nSTATUS=serving; configuration generation 1");
     let result = crate::http_server::serve(listeners, acceptor, shared, shutdown_signal()).await;
     watcher.abort();
     if let Some(t) = control_task {

@@ -38,11 +38,16 @@ pub fn reload(shared: &Shared, env: &Environment) -> bool {
             );
             shared.replace(broker);
             crate::daemon_stats::STATS.config_loaded();
+            let generation = crate::daemon_stats::STATS.snapshot().config_generation;
+            crate::sdnotify::notify(&format!("STATUS=serving; configuration generation {generation}"));
             true
         }
         Err(e) => {
             log::error!("configuration not reloaded, keeping the last good one: {e}");
             crate::daemon_stats::STATS.reload_failed(e.to_string());
+            // One line: systemctl status shows it next to the unit.
+            let first_line = e.to_string().lines().next().unwrap_or_default().to_owned();
+            crate::sdnotify::notify(&format!("STATUS=serving; last reload failed: {first_line}"));
             false
         }
     }

@@ -147,7 +147,15 @@ impl Daemon {
         let trigger = wait_for_connect(port);
         let first = daemon.next_notification();
         drop(trigger);
-        assert_eq!(first, "READY=1", "log:\n{}", daemon.log());
+        assert!(
+            first.lines().any(|l| l == "READY=1"),
+            "{first:?}; log:\n{}",
+            daemon.log()
+        );
+        assert!(
+            first.contains("STATUS=serving; configuration generation 1"),
+            "{first:?}"
+        );
         daemon
     }
 
@@ -432,7 +440,7 @@ fn auth_decisions_are_audited_on_syslog_without_passwords() {
 #[test]
 fn ctl_status_for_root_only_with_generation_and_reload_error() {
     let helper = RunningHelper::start("ops-ctl", &[]);
-    let daemon = Daemon::start("ops-ctl", &helper.socket);
+    let mut daemon = Daemon::start("ops-ctl", &helper.socket);
 
     let out = daemon.ctl(&helper.socket, None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
@@ -465,6 +473,16 @@ fn ctl_status_for_root_only_with_generation_and_reload_error() {
         last["daemon"]["last_reload_error"].is_string()
     });
     assert_eq!(last["daemon"]["config_generation"], 2, "{last}");
+    // systemd hears of both reloads (systemctl status shows the last STATUS=).
+    assert_eq!(
+        daemon.next_notification(),
+        "STATUS=serving; configuration generation 2"
+    );
+    let failed = daemon.next_notification();
+    assert!(
+        failed.starts_with("STATUS=serving; last reload failed: "),
+        "{failed}"
+    );
     let error = last["daemon"]["last_reload_error"].as_str().unwrap_or_default();
     assert!(error.contains("x2gobroker.conf"), "{last}");
 
@@ -754,10 +772,10 @@ fn only_sockets_named_http_are_served() {
     let mut buf = [0u8; 256];
     let n = notify.recv(&mut buf);
     let daemon_log = fs::read_to_string(dir.path("daemon.log")).unwrap_or_default();
-    assert_eq!(
-        n.ok().map(|n| buf[..n].to_vec()),
-        Some(b"READY=1".to_vec()),
-        "{daemon_log}"
+    let message = n.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+    assert!(
+        message.as_deref().is_ok_and(|m| m.starts_with("READY=1\n")),
+        "{message:?}: {daemon_log}"
     );
     drop(trigger);
     let answer = post(http, "/plain/", "task=listsessions");
