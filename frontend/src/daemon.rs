@@ -81,6 +81,9 @@ pub struct Cli {
     /// Control socket for x2gobroker-ctl (env X2GOBROKER_CONTROL_SOCKET)
     #[arg(long = "control-socket", value_name = "PATH", hide = true)]
     pub control_socket: Option<PathBuf>,
+    /// Set by -D on the background process: remove the PID file on exit
+    #[arg(long = "daemonized", hide = true)]
+    pub daemonized: bool,
     /// Write the manual page into DIR and exit
     #[arg(long = "generate-man", value_name = "DIR", hide = true)]
     pub generate_man: Option<PathBuf>,
@@ -204,7 +207,24 @@ pub fn main(program: &str) -> ExitCode {
         drop_privileges: cli.drop_privileges,
         control_socket: crate::control::socket_path(cli.control_socket.as_deref()),
     };
-    runtime.block_on(serve(env, broker, options))
+    let code = runtime.block_on(serve(env, broker, options));
+    if cli.daemonized {
+        remove_own_pidfile(&cli.pidfile);
+    }
+    code
+}
+
+/// As the original on exit; only a PID file that still names this process
+/// (best effort: after --drop-privileges the directory may not allow it).
+fn remove_own_pidfile(path: &std::path::Path) {
+    let ours = std::fs::read_to_string(path)
+        .map(|text| text.trim() == std::process::id().to_string())
+        .unwrap_or(false);
+    if ours {
+        if let Err(e) = std::fs::remove_file(path) {
+            log::warn!("cannot remove the PID file {}: {e}", path.display());
+        }
+    }
 }
 
 fn check_config(env: &Environment) -> ExitCode {
@@ -269,18 +289,18 @@ fn daemonize(cli: &Cli) -> ExitCode {
         return ExitCode::from(1);
     };
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(&child_args)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    if args.first().map(|a| a.ends_with("x2gobroker-daemon")) != Some(true) {
+    cmd.stdin(std::process::Stdio::null()).stdout(out).stderr(err);
+    // Our own options go first: the given ones may end with `-- EVENT...`.
+    if cli.mode.is_none() && args.first().map(|a| a.ends_with("x2gobroker-daemon")) != Some(true) {
         cmd.args(["-M", "HTTP"]);
     }
+    cmd.arg("--daemonized");
     // In the background, log to syslog (crate::logging) unless told otherwise.
     if cli.syslog_socket.is_none() && std::env::var_os(crate::logging::SYSLOG_SOCKET_ENV).is_none() {
         cmd.arg("--syslog-socket")
             .arg(crate::logging::DEFAULT_SYSLOG_SOCKET);
     }
+    cmd.args(&child_args);
     match cmd.spawn() {
         Ok(child) => {
             if let Some(dir) = cli.pidfile.parent() {

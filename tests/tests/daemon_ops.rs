@@ -720,6 +720,7 @@ fn daemonize_writes_the_pid_file_and_logs_into_the_log_directory() {
             .map(|s| s.contains("State:\tZ"))
             .unwrap_or(true)
     });
+    assert!(!pidfile.exists(), "the PID file was left behind");
     // No syslog there: its lines went to the stderr file in the log directory.
     let stderr = fs::read_to_string(logdir.join("x2gobroker-daemon.stderr")).expect("stderr log");
     assert!(
