@@ -58,6 +58,7 @@ pub fn init(opts: &LogOptions<'_>) {
     }
     let logger = StderrLogger {
         program: opts.program.to_owned(),
+        journal: stderr_is_journal(),
     };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
@@ -127,8 +128,38 @@ impl log::Log for QueuedSyslog {
     fn flush(&self) {}
 }
 
+/// systemd sets JOURNAL_STREAM=DEVICE:INODE of the stream it connected;
+/// stderr is the journal only if fd 2 still is that stream.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsRawFd;
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM")
+        .ok()
+        .and_then(|v| v.split_once(':').map(|(d, i)| (d.to_owned(), i.to_owned())))
+    else {
+        return false;
+    };
+    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr().as_raw_fd()) else {
+        return false;
+    };
+    dev.parse::<u64>().ok() == Some(stat.st_dev) && ino.parse::<u64>().ok() == Some(stat.st_ino)
+}
+
+/// Syslog severity of a level, for the journal's `<N>` line prefix.
+fn severity(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
 struct StderrLogger {
     program: String,
+    /// stderr is the systemd journal: prefix `<N>` so each line keeps its
+    /// priority (`journalctl -p warning`), and leave out the program name,
+    /// which the journal records itself.
+    journal: bool,
 }
 
 impl log::Log for StderrLogger {
@@ -138,7 +169,11 @@ impl log::Log for StderrLogger {
 
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            eprintln!("{} - {} - {}", self.program, r.level(), r.args());
+            if self.journal {
+                eprintln!("<{}>{}", severity(r.level()), r.args());
+            } else {
+                eprintln!("{} - {} - {}", self.program, r.level(), r.args());
+            }
         }
     }
 

@@ -796,3 +796,41 @@ fn only_sockets_named_http_are_served() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Under systemd, stderr is the journal (JOURNAL_STREAM names it): lines
+/// carry their priority as a `<N>` prefix instead of the program name.
+#[test]
+fn stderr_lines_carry_journal_priorities_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TestDir::new("ops-journal");
+    let config = dir.path("x2gobroker.conf");
+    fs::write(&config, "[global]\n").expect("config");
+    let profiles = dir.path("profiles.conf");
+    fs::write(&profiles, PROFILES).expect("profiles");
+    let log_path = dir.path("journal.log");
+    let log = fs::File::create(&log_path).expect("log");
+    let meta = log.metadata().expect("stat");
+    let port = free_port();
+    let mut child = Command::new(program("x2gobroker-daemon"))
+        .arg("-C")
+        .arg(&config)
+        .args(["-b", &format!("127.0.0.1:{port}"), "--control-socket"])
+        .arg(dir.path("control.sock"))
+        .env("X2GOBROKER_SESSIONPROFILES", &profiles)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env_remove("X2GOBROKER_SYSLOG_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("start the daemon");
+    let expected = format!("<6>listening on http://127.0.0.1:{port}");
+    let mut text = String::new();
+    wait_until("the listening line", || {
+        text = fs::read_to_string(&log_path).unwrap_or_default();
+        text.contains(&expected)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!text.contains("x2gobroker-daemon - INFO"), "{text}");
+}
