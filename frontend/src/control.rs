@@ -145,3 +145,35 @@ async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str) {
     };
     let _ = write_message(&mut stream, &response).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_for_root_and_the_admin_group() {
+        assert!(may_query_status(0, 0, "adm"));
+        // nobody is in no admin group.
+        assert!(!may_query_status(65534, 65534, "adm"));
+        if let Ok(Some(adm)) = Group::from_name("adm") {
+            // The primary group as the kernel reports it counts.
+            assert!(may_query_status(65534, adm.gid.as_raw(), "adm"));
+        }
+        // An unknown admin group admits nobody but root.
+        assert!(!may_query_status(65534, 65534, "no-such-group-xbt"));
+        assert!(may_query_status(0, 0, "no-such-group-xbt"));
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_and_a_live_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let bound = bind(&path).expect("stale socket replaced");
+        assert!(bind(&path).is_err(), "a live socket must not be taken over");
+        drop(bound);
+        assert!(!path.exists(), "removed on drop");
+        std::fs::write(&path, "not a socket").unwrap();
+        assert!(bind(&path).is_err());
+    }
+}
