@@ -33,7 +33,9 @@ fn command(bin: &str, dir: &Path, profiles: &Path) -> Command {
         }
     }
     c.env("X2GOBROKER_SESSIONPROFILES", profiles)
-        .env("X2GOBROKER_AUTHSERVICE_SOCKET", dir.join("none.sock"));
+        .env("X2GOBROKER_AUTHSERVICE_SOCKET", dir.join("none.sock"))
+        // Keep each test's control socket out of the system's /run.
+        .env("X2GOBROKER_CONTROL_SOCKET", dir.join("control.sock"));
     c
 }
 
