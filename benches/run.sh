@@ -83,7 +83,7 @@ for n in 2 100 1000; do
     idle=$(rss_kb "$PID")
     d=$DUR; [ "$which" = original ] && [ "$n" = 1000 ] && d=$((DUR * 3))
     R[$which,$n,list]=$(wrk_rps "$port" "$LIST" "$d")
-    R[$which,$n,sel]=$(wrk_rps "$port" "$SELECT" "$DUR")
+    R[$which,$n,sel]=$(wrk_rps "$port" "$SELECT" "$d")
     cnt=21; [ "$which" = original ] && [ "$n" = 1000 ] && cnt=3
     R[$which,$n,lat]=$(latency_ms "$port" "$LIST" "$cnt")
     R[$which,$n,idle]=$((idle / 1024))
