@@ -39,6 +39,17 @@ pub fn main(program: &str) -> std::process::ExitCode {
                 }
             };
         }
+        Some("--generate-completions") if args.len() == 2 => {
+            use clap::CommandFactory;
+            let dir = std::path::Path::new(&args[1]);
+            return match crate::manpages::write_completions(args::SshArgs::command(), program, dir) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{program}: cannot write the completions: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         _ => {}
     }
     client::run(program, args)
