@@ -63,7 +63,7 @@ wrk.method = "POST"
 wrk.body = "$2"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 LUA
-  wrk -t2 -c8 -d"$3"s -s "$WORK/post.lua" "http://127.0.0.1:$1/plain/" | awk '/Requests\/sec/ {print $2}'
+  wrk -t2 -c8 --timeout 60s -d"$3"s -s "$WORK/post.lua" "http://127.0.0.1:$1/plain/" | awk '/Requests\/sec/ {print $2}'
 }
 
 latency_ms() { # port body count -> median ms of single requests
