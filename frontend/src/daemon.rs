@@ -152,12 +152,8 @@ pub fn main(program: &str) -> ExitCode {
         return ExitCode::from(255);
     }
     if mode == "SSH" && program != "x2gobroker-daemon" && !cli.daemonize {
-        if cli.event.is_some() {
-            log::warn!("X2Go client sent an event; events are not supported, ignoring it");
-            return ExitCode::SUCCESS;
-        }
-        eprintln!("{program}: SSH mode is not implemented yet");
-        return ExitCode::from(2);
+        // SSH mode (crate::ssh): the task runs through the root helper.
+        return crate::ssh::main(program);
     }
     for (given, name) in [
         (cli.user.is_some(), "--user"),

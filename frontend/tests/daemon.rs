@@ -175,9 +175,12 @@ fn check_config_reports_problems() {
 fn ssh_mode_and_bad_mode() {
     let dir = tempfile::tempdir().unwrap();
     let profiles = write(dir.path(), "p.conf", "");
-    let out = run(command(BROKER, dir.path(), &profiles).args(["--task", "listsessions"]));
+    // SSH mode is the default: it needs the helper, which is not running.
+    let out = run(command(BROKER, dir.path(), &profiles)
+        .env("X2GOBROKER_SSH_SOCKET", dir.path().join("no-helper.sock"))
+        .args(["--task", "listsessions"]));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the X2Go Session Broker's helper"));
     let out = run(command(BROKER, dir.path(), &profiles).args(["-M", "FTP"]));
     assert!(!out.status.success());
 }

@@ -924,3 +924,39 @@ fn compliance_policy_differences_are_recorded() {
         }
     }
 }
+
+#[test]
+fn x2gobroker_runs_ssh_mode_by_default_and_with_dash_m_ssh() {
+    let fx = broker("x2gobroker-binary");
+    let broker_bin = x2gobroker_systemtests::helper::target_profile_dir().join("x2gobroker");
+    let socket = fx.helper.socket.to_str().expect("utf-8");
+    let env = [("X2GOBROKER_SSH_SOCKET", socket)];
+    let reference = fx.run(Some(ALICE.0), &["--task", "listsessions"], &[]);
+    assert_eq!(reference.profile_ids(), ["alice-desktop", "staff-terminal"]);
+    for args in [
+        &["--task", "listsessions"][..],
+        &["-M", "SSH", "--task", "listsessions"],
+        &["-M", "ssh", "--task", "listsessions"],
+    ] {
+        let out = run_program_as(Some(ALICE.0), &broker_bin, args, &env);
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+        assert_eq!(
+            out.stdout_without_cookies(),
+            reference.stdout_without_cookies(),
+            "{args:?}"
+        );
+    }
+    let out = run_program_as(Some(ALICE.0), &broker_bin, &[], &env);
+    assert_eq!(out.code, 254, "{out:?}");
+    assert!(
+        out.stdout.ends_with("No task specified, doing nothing...\n\n"),
+        "{out:?}"
+    );
+    let out = run_program_as(
+        Some(ALICE.0),
+        &broker_bin,
+        &["--task", "listsessions", "--user", BOB.0],
+        &[("X2GOBROKER_SSH_SOCKET", socket), ("LOGNAME", DAEMON_USER)],
+    );
+    assert_refused(&out, "may not act on behalf");
+}

@@ -2,6 +2,10 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
+    // A worker started by the helper through an x2gobroker-ssh symlink.
+    if std::env::args().nth(1).as_deref() == Some(x2gobroker_frontend::ssh::WORKER_FLAG) {
+        return x2gobroker_frontend::ssh::worker::main();
+    }
     let program = std::env::args()
         .next()
         .and_then(|a| a.rsplit('/').next().map(str::to_owned))
