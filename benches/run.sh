@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: ours and the original side by side, same machine, same run.
 # Not a test: prints a Markdown table (also written to target/bench/results.md).
-# Needs: wrk, curl, the original (python3-x2gobroker), a release build of ours.
+# Needs: wrk, curl, hyperfine, the original (python3-x2gobroker), a release build of ours.
 # Usage: benches/run.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,3 +109,34 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f×", a / b; el
     echo "| $n | ${R[original,$n,lat]} | ${R[ours,$n,lat]} | ${R[original,$n,idle]} / ${R[ours,$n,idle]} | ${R[original,$n,peak]} / ${R[ours,$n,peak]} |"
   done
 } | tee "$ROOT/target/bench-results.md"
+
+# ---- SSH mode: wall time of one `x2gobroker-ssh --task listsessions` --------
+# Ours: the command line, the root helper, a worker dropped to x2gobroker.
+# The original: `x2gobroker --task listsessions` (its SSH mode in-process).
+# Both as root with the same files (require-password off: no cookies).
+SSH_N=${SSH_PROFILES:-100}
+SSH_RUNS=200; ORIG_RUNS=20; [ "$QUICK" = "--quick" ] && { SSH_RUNS=50; ORIG_RUNS=5; }
+python3 benches/gen_profiles.py "$SSH_N" > "$WORK/ssh-profiles.conf"
+# The worker runs as x2gobroker and must read the files.
+chmod 0755 "$WORK"; chmod 0644 "$WORK/x2gobroker.conf" "$WORK/ssh-profiles.conf"
+SSH_ENV=(X2GOBROKER_CONFIG="$WORK/x2gobroker.conf" X2GOBROKER_SESSIONPROFILES="$WORK/ssh-profiles.conf")
+env "${SSH_ENV[@]}" "$ROOT/target/release/x2gobroker-authhelper" --socket "$WORK/ssh/helper.sock" \
+  --socket-mode 0666 --foreground >"$WORK/ssh-helper.log" 2>&1 &
+PID=$!; PIDS+=("$PID")
+for _ in $(seq 300); do [ -S "$WORK/ssh/helper.sock" ] && break; sleep 0.1; done
+export X2GOBROKER_SSH_SOCKET="$WORK/ssh/helper.sock"
+ours_out=$("$ROOT/target/release/x2gobroker-ssh" --task listsessions)
+orig_out=$(env "${SSH_ENV[@]}" LOGNAME=root /usr/bin/python3 /usr/bin/x2gobroker --task listsessions 2>/dev/null)
+[ "$ours_out" = "$orig_out" ] && SSH_SAME=yes || SSH_SAME=NO
+hyperfine -N --warmup 5 --runs "$SSH_RUNS" --export-json "$WORK/ssh-ours.json" \
+  "$ROOT/target/release/x2gobroker-ssh --task listsessions" >/dev/null
+env "${SSH_ENV[@]}" LOGNAME=root hyperfine -N --warmup 2 --runs "$ORIG_RUNS" --export-json "$WORK/ssh-orig.json" \
+  "/usr/bin/python3 /usr/bin/x2gobroker --task listsessions" >/dev/null
+mean_ms() { python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][0]; print('%.1f ± %.1f' % (r['mean']*1000, r['stddev']*1000))" "$1"; }
+mean_raw() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['results'][0]['mean'])" "$1"; }
+{
+  echo
+  echo "| SSH mode, listsessions, $SSH_N profiles | original ms | ours ms | original ÷ ours | same output |"
+  echo "|---|---:|---:|---:|---|"
+  echo "| one command, wall time (hyperfine) | $(mean_ms "$WORK/ssh-orig.json") | $(mean_ms "$WORK/ssh-ours.json") | $(ratio "$(mean_raw "$WORK/ssh-orig.json")" "$(mean_raw "$WORK/ssh-ours.json")") | $SSH_SAME |"
+} | tee -a "$ROOT/target/bench-results.md"
