@@ -272,8 +272,18 @@ fn malformed_input_gets_an_error_or_a_disconnect_and_service_continues() {
 #[test]
 fn connections_beyond_the_limit_are_refused_and_slots_come_back() {
     let helper = RunningHelper::start("maxconn", &["--max-connections", "2"]);
-    let first = helper.client();
-    let second = helper.client();
+    // The start-up probe's connection may still hold a slot for a moment.
+    let client_when_a_slot_is_free = || {
+        let mut client = None;
+        wait_until("a free connection slot", || {
+            client = x2gobroker_protocol::client::blocking::Client::connect(&helper.socket, DEADLINE).ok();
+            client.is_some()
+        });
+        client
+    };
+    let first = client_when_a_slot_is_free();
+    let second = client_when_a_slot_is_free();
+    assert!(first.is_some() && second.is_some());
     let third = UnixStream::connect(&helper.socket).expect("connect");
     let seen = expect_error_or_disconnect(third);
     assert!(
