@@ -4,9 +4,9 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use x2gobroker_systemtests::helper::{target_profile_dir, wait_until, RunningHelper, TestDir, ALICE};
+use std::process::{Command, Stdio};
+use x2gobroker_systemtests::helper::{RunningHelper, TestDir, ALICE};
+use x2gobroker_systemtests::ssh::HttpDaemon;
 
 const PROFILES: &str = "\
 [alice-desktop]
@@ -23,73 +23,6 @@ acl-groups-allow = xbt-staff
 name = Bob Only
 acl-users-allow = xbt-bob
 ";
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Daemon {
-    /// Starts our daemon on an ephemeral port and reads the port from its log.
-    fn start(dir: &TestDir, socket: &Path) -> Daemon {
-        let binary = target_profile_dir().join("x2gobroker-daemon");
-        assert!(
-            binary.is_file(),
-            "{} missing: cargo build -p x2gobroker-frontend",
-            binary.display()
-        );
-        let config = dir.path("x2gobroker.conf");
-        fs::write(
-            &config,
-            format!("[global]\ncookie-directory = {}\n", dir.path("cookies").display()),
-        )
-        .expect("write config");
-        let profiles = dir.path("sessionprofiles.conf");
-        fs::write(&profiles, PROFILES).expect("write profiles");
-        let log = dir.path("daemon.log");
-        let out = fs::File::create(&log).expect("daemon log");
-        let child = Command::new(binary)
-            .args(["-C"])
-            .arg(&config)
-            .args(["-b", "127.0.0.1:0"])
-            .env("X2GOBROKER_AUTHSERVICE_SOCKET", socket)
-            .env("X2GOBROKER_SESSIONPROFILES", &profiles)
-            .env_remove("X2GOBROKER_DEBUG")
-            .env_remove("X2GOBROKER_CONFIG")
-            .env_remove("X2GOBROKER_DEFAULT_BACKEND")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .spawn()
-            .expect("start x2gobroker-daemon");
-        let mut daemon = Daemon { child, log, port: 0 };
-        wait_until("the daemon to listen", || {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("daemon exited ({status}):\n{}", daemon.log_text());
-            }
-            daemon.port = daemon
-                .log_text()
-                .lines()
-                .find_map(|l| l.split("listening on http://127.0.0.1:").nth(1))
-                .and_then(|p| p.trim().parse().ok())
-                .unwrap_or(0);
-            daemon.port != 0
-        });
-        daemon
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs pyhoca-cli --list-profiles; returns (exit success, stdout).
 fn pyhoca_list(dir: &TestDir, port: u16, user: &str, password: &str) -> (bool, String) {
@@ -130,7 +63,16 @@ fn profile_ids(out: &str) -> Vec<String> {
 fn pyhoca_cli_lists_profiles_with_a_pam_password() {
     let helper = RunningHelper::start("frontend-pyhoca", &[]);
     let dir = TestDir::new("frontend-pyhoca-daemon");
-    let daemon = Daemon::start(&dir, &helper.socket);
+    let config = dir.path("x2gobroker.conf");
+    let cookies = dir.path("cookies");
+    fs::write(
+        &config,
+        format!("[global]\ncookie-directory = {}\n", cookies.display()),
+    )
+    .expect("write config");
+    let profiles = dir.path("sessionprofiles.conf");
+    fs::write(&profiles, PROFILES).expect("write profiles");
+    let daemon = HttpDaemon::start(&dir.0, &config, &profiles, &helper.socket);
 
     let (ok, out) = pyhoca_list(&dir, daemon.port, ALICE.0, ALICE.1);
     assert!(
