@@ -199,7 +199,15 @@ fn attempt(
         .unwrap_or(http::DEFAULT_TIMEOUT);
     let answer = match t.cert {
         Some(c) => tls::send(t.addr, &outgoing, timeout, &c.cert)?,
-        None => http::send(t.addr, &outgoing, timeout)?,
+        None => match http::send(t.addr, &outgoing, timeout) {
+            // The original (one tornado process) now and then resets a
+            // connection while the suite runs in parallel. It is the oracle,
+            // not under test, so it gets one more try; ours gets none.
+            Err(e) if t.kind == BrokerKind::Original && e.contains("reset by peer") => {
+                http::send(t.addr, &outgoing, timeout)?
+            }
+            other => other?,
+        },
     };
     let exp = req.expect.for_broker(t.kind);
     let resp = match (answer, exp.no_answer) {
