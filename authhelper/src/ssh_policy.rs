@@ -1,4 +1,4 @@
-//! Who an SSH-mode task runs for (DESIGN §3.1, §3.2, §3.10), decided from
+//! Who an SSH-mode task runs for (ARCHITECTURE.md P1, P2, P10), decided from
 //! the kernel-verified caller and the few options of its command line that
 //! concern identity or configuration. The helper parses no broker
 //! configuration; the worker re-parses the whole command line and refuses

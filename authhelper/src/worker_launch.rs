@@ -1,4 +1,4 @@
-//! Starting an SSH-mode worker as the daemon user (DESIGN §3.3): the child
+//! Starting an SSH-mode worker as the daemon user (ARCHITECTURE.md P3): the child
 //! sets the daemon user's supplementary groups, its gid, then its uid (which
 //! empties the permitted, effective and ambient capability sets; the
 //! inheritable set was emptied at start-up), checks that uid 0 and gid 0

@@ -812,7 +812,7 @@ fn compliance_static_cookie() {
     );
 }
 
-/// Deliberate differences (DESIGN §3.1, §3.2, §3.9, §3.10, §7): the outcome
+/// Deliberate differences (ARCHITECTURE.md P1, P2, P9, P10 and differences): the outcome
 /// of each side is recorded.
 #[test]
 fn compliance_policy_differences_are_recorded() {
@@ -882,7 +882,7 @@ fn compliance_policy_differences_are_recorded() {
             Side::Original => assert!(out.stdout.contains("Access granted"), "{out:?}"),
             Side::Ours => assert_refused(&out, "not mapped"),
         }
-        // selectsession of a profile the user may not see (DESIGN §7): the
+        // selectsession of a profile the user may not see (ARCHITECTURE.md differences): the
         // original hands out its server; ours applies the profile's ACLs.
         let out = run_side(
             &fx,

@@ -10,8 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use x2gobroker_frontend::control::{socket_path, CONTROL_SOCKET_ENV};
-use x2gobroker_frontend::jsonout;
+use x2gobroker_frontend::core::jsonout;
+use x2gobroker_frontend::daemon::control::{socket_path, CONTROL_SOCKET_ENV};
 use x2gobroker_protocol::client::blocking::Client;
 use x2gobroker_protocol::control::{ControlRequest, ControlResponse, DaemonStatus};
 use x2gobroker_protocol::frame::blocking::{read_message, write_message};
@@ -55,7 +55,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = x2gobroker_frontend::manpages::handle(
+    if let Some(code) = x2gobroker_frontend::cli::manpages::handle(
         Cli::command,
         "x2gobroker-ctl",
         "8",

@@ -9,7 +9,6 @@
 
 pub mod args;
 pub mod client;
-pub mod login_map;
 pub mod manpage;
 pub mod output;
 pub mod worker;
@@ -42,7 +41,7 @@ pub fn main(program: &str) -> std::process::ExitCode {
         Some("--generate-completions") if args.len() == 2 => {
             use clap::CommandFactory;
             let dir = std::path::Path::new(&args[1]);
-            return match crate::manpages::write_completions(args::SshArgs::command(), program, dir) {
+            return match crate::cli::manpages::write_completions(args::SshArgs::command(), program, dir) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{program}: cannot write the completions: {e}");

@@ -2,10 +2,10 @@
 //! same engine as HTTP `/plain/`: access check, profile listing with ACLs,
 //! server selection.
 
-use crate::access::{check_access, Credentials};
-use crate::backend::Backend;
-use crate::state::Broker;
-use crate::web::{Fields, ProfileList, TaskContext};
+use crate::core::access::{check_access, Credentials};
+use crate::core::backend::Backend;
+use crate::core::broker::Broker;
+use crate::core::tasks::{Fields, ProfileList, TaskContext};
 use std::net::IpAddr;
 
 /// One SSH-mode task, identity already verified.

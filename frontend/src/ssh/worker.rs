@@ -1,16 +1,16 @@
 //! The SSH-mode worker: started only by the root helper, as the daemon
 //! user, with the verified identity on its standard input, a socket the
-//! helper made (DESIGN §3.3). It checks
+//! helper made (ARCHITECTURE.md P3). It checks
 //! that this is how it was started, reads the job, re-parses the command
 //! line and refuses anything that disagrees with the helper's decision,
 //! loads the system configuration (§3.10) and prints the task's output.
 
 use super::args::{missing_task_text, SshArgs, MISSING_TASK_EXIT};
-use super::login_map;
 use super::output::{self, Task, TaskError};
-use crate::backend::Backend;
-use crate::config::Environment;
-use crate::state::Broker;
+use crate::core::backend::Backend;
+use crate::core::broker::Broker;
+use crate::core::config::Environment;
+use crate::core::login_map;
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use std::io::Write;

@@ -1,8 +1,9 @@
 //! The `json` output (Python X2Go, pyhoca-cli): one JSON object, keys
 //! sorted, indented by four spaces.
 
-use super::{ProfileList, Reply, TaskContext, TEXT_JSON};
-use crate::jsonout::{self, Object};
+use super::{Reply, TEXT_JSON};
+use crate::core::jsonout::{self, Object};
+use crate::core::tasks::{ProfileList, TaskContext};
 
 pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
     let mut task = ctx.fields.task.as_str();

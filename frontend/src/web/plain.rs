@@ -1,6 +1,7 @@
 //! The `plain` output (X2Go Client): line-based text.
 
-use super::{ProfileList, Reply, TaskContext, TEXT_PLAIN};
+use super::{Reply, TEXT_PLAIN};
+use crate::core::tasks::{ProfileList, TaskContext};
 
 pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
     let mut out = String::new();

@@ -2,8 +2,9 @@
 //! methods, malformed input, access checks and cookies, outputs.
 
 use super::*;
-use crate::config::Environment;
-use crate::ini::Ini;
+use crate::core::broker::Broker;
+use crate::core::config::Environment;
+use crate::core::ini::Ini;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -89,7 +90,7 @@ async fn plain_listing_and_selection() {
     assert!(body.ends_with("\n\nEND_USER_SESSIONS\n"));
     let (_, _, body) = post(&f, "/plain/inifile", "user=alice&task=selectsession&sid=p1", HERE).await;
     assert_eq!(body, "Access granted\nSERVER:10.0.0.1:2222\n");
-    // DESIGN §7: selectsession applies the profile's ACLs.
+    // selectsession applies the profile's ACLs (ARCHITECTURE.md D: selectsession ACLs).
     let (_, _, body) = post(&f, "/plain/", "user=alice&task=selectsession&sid=p2", HERE).await;
     assert_eq!(body, "Access granted\nSERVER:no-server-available:22\n");
     let (_, _, body) = post(&f, "/plain/", "user=bob&task=selectsession&sid=p2", HERE).await;
@@ -220,7 +221,7 @@ async fn password_then_cookie_chain() {
         .0,
         401
     );
-    // DESIGN §7: a request from another address is refused without
+    // ARCHITECTURE.md differences: a request from another address is refused without
     // destroying the rightful owner's cookie.
     assert_eq!(
         post(
@@ -242,12 +243,12 @@ async fn password_then_cookie_chain() {
 async fn static_cookie_and_timeouts() {
     // A cookie older than auth-timeout is refused and removed.
     let fx = fixture(NONE_AUTH, PROFILES, false);
-    let store = crate::cookies::CookieStore::new(&fx.dir.path().join("cookies"));
+    let store = crate::core::cookies::CookieStore::new(&fx.dir.path().join("cookies"));
     store.ensure_dir().unwrap();
     let old = store
         .issue(
             "alice",
-            &crate::cookies::CookieRecord {
+            &crate::core::cookies::CookieRecord {
                 client_ip: "127.0.0.1".into(),
                 issued: 1.0,
             },
@@ -280,7 +281,7 @@ async fn static_cookie_and_timeouts() {
     let (status, _, body) = post(&fx, "/plain/", "authid=s3cret&task=x", HERE).await;
     assert_eq!((status, body.as_str()), (200, "AUTHID:s3cret\nAccess granted\n"));
 
-    // Both required (DESIGN §7): the cookie and the password.
+    // Both required (ARCHITECTURE.md differences): the cookie and the password.
     let cfg = NONE_AUTH.replace(
         "[global]\n",
         "[global]\nrequire-cookie = true\nmy-cookie = s3cret\n",
@@ -326,9 +327,9 @@ fn reload_keeps_the_last_good_configuration() {
     let env = f.shared.current().env.clone();
     assert_eq!(f.shared.current().profiles.profiles.len(), 2);
     std::fs::write(f.dir.path().join("profiles.conf"), "[only]\n").unwrap();
-    assert!(crate::reload::reload(&f.shared, &env));
+    assert!(crate::daemon::reload::reload(&f.shared, &env));
     assert_eq!(f.shared.current().profiles.profiles.len(), 1);
     std::fs::write(f.dir.path().join("profiles.conf"), "[broken\nx\n").unwrap();
-    assert!(!crate::reload::reload(&f.shared, &env));
+    assert!(!crate::daemon::reload::reload(&f.shared, &env));
     assert!(f.shared.current().profiles.get("only").is_some());
 }

@@ -2,12 +2,12 @@
 //! desktop servers for UCCS clients, HTTP basic authentication.
 
 use super::{Reply, TEXT_HTML, TEXT_PLAIN};
-use crate::access::check_basic_auth;
-use crate::backend::Backend;
-use crate::jsonout::Json;
-use crate::nameservice;
-use crate::profiles::{Value, DESKTOP_SESSIONS};
-use crate::state::Broker;
+use crate::core::access::check_basic_auth;
+use crate::core::backend::Backend;
+use crate::core::broker::Broker;
+use crate::core::jsonout::Json;
+use crate::core::nameservice;
+use crate::core::profiles::{Value, DESKTOP_SESSIONS};
 use rand::seq::SliceRandom;
 use std::net::IpAddr;
 use warp::http::Method;

@@ -68,7 +68,7 @@ impl BrokerKind {
     /// Where this broker keeps dynamic cookies in the scenario dir `tmp`, given the
     /// configured cookie-directory. The original ignores `cookie-directory` unless it
     /// runs as its daemon user and uses `~/.x2go/broker-cookies` of the effective user
-    /// (DESIGN §7); where mount namespaces work, that `~/.x2go` is a private bind mount
+    /// (ARCHITECTURE.md differences); where mount namespaces work, that `~/.x2go` is a private bind mount
     /// of `tmp/dot-x2go`, else the real, shared one.
     pub fn cookie_dir(self, tmp: &Path, configured: &Path) -> PathBuf {
         match self {

@@ -1,7 +1,7 @@
 //! Compliance suite in the style of sudo-rs: each scenario file runs against the
 //! original x2gobroker (BROKER_UNDER_TEST=original), which proves it right, and
 //! against ours (BROKER_UNDER_TEST=ours, the default), which is held to it.
-//! Deliberate differences (DESIGN §7) carry a reason and per-broker expectations.
+//! Deliberate differences (ARCHITECTURE.md differences) carry a reason and per-broker expectations.
 
 #![forbid(unsafe_code)]
 

@@ -16,7 +16,7 @@ use super::broker::BrokerKind;
 pub struct Scenario {
     /// What the scenario shows, one sentence.
     pub description: String,
-    /// Set when ours deliberately differs from the original (DESIGN §7): the reason.
+    /// Set when ours deliberately differs from the original (ARCHITECTURE.md differences): the reason.
     /// Such scenarios give per-broker expectations.
     #[serde(default)]
     pub difference: Option<String>,

@@ -1,7 +1,7 @@
 //! Authentication mechanisms: `pam` (through the root auth helper), `none`
 //! and `https_get` (HTTP basic auth against a web server over TLS).
 
-use crate::config::HttpsGetConfig;
+use crate::core::config::HttpsGetConfig;
 use std::path::Path;
 use std::time::Duration;
 use x2gobroker_protocol::client::nonblocking::Client;
@@ -38,9 +38,9 @@ pub struct AuthContext<'a> {
     pub client_address: Option<String>,
 }
 
-/// Decides, audits (crate::audit) and counts one authentication.
+/// Decides, audits (crate::core::audit) and counts one authentication.
 pub async fn authenticate(mech: AuthMech, user: &str, password: &str, ctx: &AuthContext<'_>) -> bool {
-    use crate::audit::AuthOutcome;
+    use crate::core::audit::AuthOutcome;
     let (method, outcome) = match mech {
         AuthMech::None => ("none", AuthOutcome::Granted),
         AuthMech::Pam => ("pam", pam(user, password, ctx).await),
@@ -53,12 +53,12 @@ pub async fn authenticate(mech: AuthMech, user: &str, password: &str, ctx: &Auth
             },
         ),
     };
-    crate::audit::auth_decision(method, user, ctx.client_address.as_deref(), outcome);
+    crate::core::audit::auth_decision(method, user, ctx.client_address.as_deref(), outcome);
     outcome == AuthOutcome::Granted
 }
 
-async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::audit::AuthOutcome {
-    use crate::audit::AuthOutcome;
+async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::audit::AuthOutcome {
+    use crate::core::audit::AuthOutcome;
     use x2gobroker_protocol::client::ClientError;
     use x2gobroker_protocol::ErrorKind;
     // As the original: both must be non-empty before PAM is asked.

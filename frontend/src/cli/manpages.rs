@@ -63,13 +63,23 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
+
+    /// A stand-in command line with one visible and one hidden flag.
+    #[derive(Parser)]
+    struct Demo {
+        /// Detach from the terminal
+        #[arg(long)]
+        daemonize: bool,
+        #[arg(long = "generate-man", hide = true)]
+        generate_man: Option<std::path::PathBuf>,
+    }
 
     #[test]
     fn writes_a_page_and_three_completions() {
         let dir = tempfile::tempdir().unwrap();
         let code = handle(
-            crate::daemon::Cli::command,
+            Demo::command,
             "x2gobroker-daemon",
             "1",
             Some(dir.path()),

@@ -1,7 +1,7 @@
 //! Broker backends, looked up by name in a fixed table (the original
 //! `exec`s whatever name the URL carries).
 
-use crate::config::{BackendConfig, GlobalConfig};
+use crate::core::config::{BackendConfig, GlobalConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -2,7 +2,7 @@
 //! and /etc/x2go/broker/defaults.conf) and the global configuration file
 //! x2gobroker.conf with every key and built-in default of the original.
 
-use crate::ini::{parse_bool, parse_int, parse_list, Ini, IniError};
+use crate::core::ini::{parse_bool, parse_int, parse_list, Ini, IniError};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

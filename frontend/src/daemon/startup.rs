@@ -1,9 +1,9 @@
 //! The command line of `x2gobroker` and `x2gobroker-daemon` (the options of
 //! the original), start-up of the HTTP(S) daemon, and `--check-config`.
 
-use crate::config::Environment;
-use crate::profiles::split_host_address;
-use crate::state::{Broker, Shared};
+use crate::core::broker::{Broker, Shared};
+use crate::core::config::Environment;
+use crate::core::profiles::split_host_address;
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -110,7 +110,7 @@ pub fn parse_bind(bind: &str) -> Result<SocketAddr, String> {
 /// Entry point of both binaries; `program` is the executable's base name.
 pub fn main(program: &str) -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = crate::manpages::handle(
+    if let Some(code) = crate::cli::manpages::handle(
         <Cli as clap::CommandFactory>::command,
         program,
         "1",
@@ -133,7 +133,7 @@ pub fn main(program: &str) -> ExitCode {
     if debug {
         env.debug = true;
     }
-    crate::logging::init(&crate::logging::LogOptions {
+    crate::daemon::logging::init(&crate::daemon::logging::LogOptions {
         program,
         debug: env.debug,
         force_stderr: cli.debug_interactively,
@@ -201,7 +201,7 @@ pub fn main(program: &str) -> ExitCode {
     let options = ServeOptions {
         bind: addr,
         drop_privileges: cli.drop_privileges,
-        control_socket: crate::control::socket_path(cli.control_socket.as_deref()),
+        control_socket: crate::daemon::control::socket_path(cli.control_socket.as_deref()),
     };
     let code = runtime.block_on(serve(env, broker, options));
     if cli.daemonized {
@@ -291,10 +291,10 @@ fn daemonize(cli: &Cli) -> ExitCode {
         cmd.args(["-M", "HTTP"]);
     }
     cmd.arg("--daemonized");
-    // In the background, log to syslog (crate::logging) unless told otherwise.
-    if cli.syslog_socket.is_none() && std::env::var_os(crate::logging::SYSLOG_SOCKET_ENV).is_none() {
+    // In the background, log to syslog (crate::daemon::logging) unless told otherwise.
+    if cli.syslog_socket.is_none() && std::env::var_os(crate::daemon::logging::SYSLOG_SOCKET_ENV).is_none() {
         cmd.arg("--syslog-socket")
-            .arg(crate::logging::DEFAULT_SYSLOG_SOCKET);
+            .arg(crate::daemon::logging::DEFAULT_SYSLOG_SOCKET);
     }
     cmd.args(&child_args);
     match cmd.spawn() {
@@ -352,7 +352,7 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
         _ = term => {},
     }
-    crate::sdnotify::notify("STOPPING=1");
+    crate::daemon::sdnotify::notify("STOPPING=1");
     log::info!("shutting down: no new connections; finishing requests in flight");
 }
 
@@ -365,7 +365,7 @@ struct ServeOptions {
 
 /// The listening sockets: those systemd passed (named `http`), else `bind`.
 fn listeners(bind: SocketAddr) -> Result<Vec<std::net::TcpListener>, String> {
-    if let Some(passed) = crate::listen_fds::take_http_listeners()? {
+    if let Some(passed) = crate::daemon::listen_fds::take_http_listeners()? {
         return Ok(passed);
     }
     let listener = std::net::TcpListener::bind(bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
@@ -384,8 +384,8 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
     );
     log::info!("  X2GOBROKER_SSL_CERTFILE: {}", env.ssl_certfile);
     log::info!("  X2GOBROKER_SSL_KEYFILE: {}", env.ssl_keyfile);
-    crate::daemon_stats::STATS.mark_started();
-    crate::daemon_stats::STATS.config_loaded();
+    crate::core::stats::STATS.mark_started();
+    crate::core::stats::STATS.config_loaded();
     let listeners = match listeners(options.bind) {
         Ok(l) => l,
         Err(e) => {
@@ -396,7 +396,7 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
     };
     let tls = !env.ssl_certfile.is_empty() && !env.ssl_keyfile.is_empty();
     let acceptor = if tls {
-        match crate::http_server::tls_acceptor(&env.ssl_certfile, &env.ssl_keyfile) {
+        match crate::daemon::http_server::tls_acceptor(&env.ssl_certfile, &env.ssl_keyfile) {
             Ok(a) => Some(a),
             Err(e) => {
                 log::error!("cannot serve HTTPS: {e}");
@@ -414,7 +414,7 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
     }
     // Diagnostics are not essential: without the control socket the daemon
     // still serves.
-    let control = match crate::control::bind(&options.control_socket) {
+    let control = match crate::daemon::control::bind(&options.control_socket) {
         Ok(c) => Some(c),
         Err(e) => {
             log::warn!("{e}; x2gobroker-ctl will not reach this daemon");
@@ -429,10 +429,15 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
         log::info!("dropped privileges to {}:{}", env.daemon_user, env.daemon_group);
     }
     let shared = Shared::new(broker);
-    let control_task = control.map(|c| tokio::spawn(crate::control::serve(c, crate::control::admin_group())));
-    let watcher = tokio::spawn(crate::reload::watch(shared.clone(), env));
-    crate::sdnotify::notify("READY=1\nSTATUS=serving; configuration generation 1");
-    let result = crate::http_server::serve(listeners, acceptor, shared, shutdown_signal()).await;
+    let control_task = control.map(|c| {
+        tokio::spawn(crate::daemon::control::serve(
+            c,
+            crate::daemon::control::admin_group(),
+        ))
+    });
+    let watcher = tokio::spawn(crate::daemon::reload::watch(shared.clone(), env));
+    crate::daemon::sdnotify::notify("READY=1\nSTATUS=serving; configuration generation 1");
+    let result = crate::daemon::http_server::serve(listeners, acceptor, shared, shutdown_signal()).await;
     watcher.abort();
     if let Some(t) = control_task {
         t.abort();

@@ -1,7 +1,7 @@
 //! Host name comparison as the original does it: names may be compared
 //! without their (common) domain part.
 
-use crate::profiles::valid_ipv4;
+use crate::core::profiles::valid_ipv4;
 use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 

@@ -70,7 +70,7 @@ fn wanted(m: &log::Metadata<'_>) -> bool {
     m.level() <= log::max_level()
         && (m.level() <= log::Level::Info
             || m.target().starts_with("x2gobroker")
-            || m.target() == crate::audit::AUDIT_TARGET)
+            || m.target() == crate::core::audit::AUDIT_TARGET)
 }
 
 /// Bound of the queue towards syslog.

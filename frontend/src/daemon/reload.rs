@@ -2,9 +2,9 @@
 //! inode) and SIGHUP forces a reload. A configuration that fails to load
 //! leaves the last good one in place. Expired cookies are swept too.
 
-use crate::config::Environment;
-use crate::cookies::CookieStore;
-use crate::state::{Broker, Shared};
+use crate::core::broker::{Broker, Shared};
+use crate::core::config::Environment;
+use crate::core::cookies::CookieStore;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -37,17 +37,19 @@ pub fn reload(shared: &Shared, env: &Environment) -> bool {
                 broker.profiles_path.display()
             );
             shared.replace(broker);
-            crate::daemon_stats::STATS.config_loaded();
-            let generation = crate::daemon_stats::STATS.snapshot().config_generation;
-            crate::sdnotify::notify(&format!("STATUS=serving; configuration generation {generation}"));
+            crate::core::stats::STATS.config_loaded();
+            let generation = crate::core::stats::STATS.snapshot().config_generation;
+            crate::daemon::sdnotify::notify(&format!(
+                "STATUS=serving; configuration generation {generation}"
+            ));
             true
         }
         Err(e) => {
             log::error!("configuration not reloaded, keeping the last good one: {e}");
-            crate::daemon_stats::STATS.reload_failed(e.to_string());
+            crate::core::stats::STATS.reload_failed(e.to_string());
             // One line: systemctl status shows it next to the unit.
             let first_line = e.to_string().lines().next().unwrap_or_default().to_owned();
-            crate::sdnotify::notify(&format!("STATUS=serving; last reload failed: {first_line}"));
+            crate::daemon::sdnotify::notify(&format!("STATUS=serving; last reload failed: {first_line}"));
             false
         }
     }

@@ -1,10 +1,10 @@
 //! The access check of every request: password (through the backend's
 //! auth mech), pre-shared cookie, dynamic cookies, address and age checks.
 
-use crate::authmech::{authenticate, AuthContext, AuthMech};
-use crate::backend::Backend;
-use crate::cookies::{now, CookieRecord, CookieStore};
-use crate::state::Broker;
+use crate::core::authmech::{authenticate, AuthContext, AuthMech};
+use crate::core::backend::Backend;
+use crate::core::broker::Broker;
+use crate::core::cookies::{now, CookieRecord, CookieStore};
 
 /// The outcome: granted or not, and the cookie to hand out next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
             issued: now(),
         };
         let next_cookie = if cred.user.is_empty() {
-            Some(crate::cookies::new_cookie())
+            Some(crate::core::cookies::new_cookie())
         } else {
             match store.issue(cred.user, &record) {
                 Ok(c) => Some(c),
@@ -147,7 +147,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
     let next = if g.use_static_cookie {
         cred.cookie.to_owned()
     } else {
-        crate::cookies::new_cookie()
+        crate::core::cookies::new_cookie()
     };
     let kept = CookieRecord {
         client_ip: cred.client_ip.to_owned(),
@@ -167,13 +167,13 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
 
 /// Audits a decision made on a cookie alone (never the cookie's value).
 fn audit_cookie(cred: &Credentials<'_>, granted: bool) {
-    use crate::audit::AuthOutcome;
+    use crate::core::audit::AuthOutcome;
     let outcome = if granted {
         AuthOutcome::Granted
     } else {
         AuthOutcome::Refused
     };
-    crate::audit::auth_decision("cookie", cred.user, Some(cred.client_ip), outcome);
+    crate::core::audit::auth_decision("cookie", cred.user, Some(cred.client_ip), outcome);
 }
 
 /// UCCS basic authentication: Some(user name to serve) or None (401).

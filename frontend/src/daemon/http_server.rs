@@ -4,7 +4,7 @@
 //! (new connections are refused), idle connections are closed, and requests
 //! in flight are finished within [`SHUTDOWN_GRACE`].
 
-use crate::state::Shared;
+use crate::core::broker::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

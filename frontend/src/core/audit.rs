@@ -30,7 +30,7 @@ impl AuthOutcome {
 /// Logs and counts one decision. User names and addresses come from
 /// clients: they are quoted with escapes so they cannot forge log lines.
 pub fn auth_decision(method: &str, user: &str, client: Option<&str>, outcome: AuthOutcome) {
-    crate::daemon_stats::STATS.count_auth(outcome);
+    crate::core::stats::STATS.count_auth(outcome);
     let client = client.unwrap_or("-");
     let line = format!(
         "auth method={method} user=\"{}\" client=\"{}\" outcome={}",

@@ -1,4 +1,4 @@
-//! Which X2Go Server login a broker user may ask for (DESIGN §3.9). The
+//! Which X2Go Server login a broker user may ask for (ARCHITECTURE.md P9). The
 //! login is the broker user unless the configuration maps it:
 //!
 //! ```ini
@@ -9,7 +9,7 @@
 //!
 //! (The original uses whatever `--login` the client names.)
 
-use crate::ini::{parse_list, Ini};
+use crate::core::ini::{parse_list, Ini};
 use std::path::Path;
 
 pub const SECTION: &str = "login-mapping";

@@ -127,8 +127,8 @@ async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str) {
     let allowed = may_query_status(uid, gid, admin_group);
     let response = match read_message::<ControlRequest, _>(&mut stream).await {
         Ok(ControlRequest::Status) if allowed => {
-            log::info!(target: crate::audit::AUDIT_TARGET, "control status uid={uid} outcome=granted");
-            ControlResponse::Status(crate::daemon_stats::STATS.snapshot())
+            log::info!(target: crate::core::audit::AUDIT_TARGET, "control status uid={uid} outcome=granted");
+            ControlResponse::Status(crate::core::stats::STATS.snapshot())
         }
         Ok(ControlRequest::Status) => {
             let name = User::from_uid(Uid::from_raw(uid))
@@ -136,7 +136,7 @@ async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str) {
                 .flatten()
                 .map(|u| u.name)
                 .unwrap_or_else(|| uid.to_string());
-            log::warn!(target: crate::audit::AUDIT_TARGET, "control status uid={uid} outcome=denied");
+            log::warn!(target: crate::core::audit::AUDIT_TARGET, "control status uid={uid} outcome=denied");
             ControlResponse::Denied(format!(
                 "{name} may not query the daemon (root or group {admin_group} only)"
             ))
@@ -168,7 +168,24 @@ mod tests {
     async fn a_stale_socket_is_replaced_and_a_live_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
-        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        // A socket file nobody listens on: bound but never listen()ed, so a
+        // copy of the descriptor in a child another test forks meanwhile
+        // cannot make it answer.
+        {
+            use nix::sys::socket::{bind as bind_fd, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+            let fd = socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .unwrap();
+            bind_fd(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                &UnixAddr::new(&path).unwrap(),
+            )
+            .unwrap();
+        }
         let bound = bind(&path).expect("stale socket replaced");
         assert!(bind(&path).is_err(), "a live socket must not be taken over");
         drop(bound);

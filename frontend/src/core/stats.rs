@@ -58,8 +58,8 @@ impl DaemonStats {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    pub fn count_auth(&self, outcome: crate::audit::AuthOutcome) {
-        use crate::audit::AuthOutcome;
+    pub fn count_auth(&self, outcome: crate::core::audit::AuthOutcome) {
+        use crate::core::audit::AuthOutcome;
         let counter = match outcome {
             AuthOutcome::Granted => &self.auth_successes,
             AuthOutcome::Throttled => &self.auth_throttled,

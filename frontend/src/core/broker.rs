@@ -2,10 +2,12 @@
 //! pre-rendered once. Requests share it through [`Shared`]; a reload swaps
 //! in a new one only when it loaded completely.
 
-use crate::backend::Backend;
-use crate::config::{BackendConfig, ConfigError, ConfigFile, Environment, GlobalConfig, HttpsGetConfig};
-use crate::ini::Ini;
-use crate::profiles::ProfileSet;
+use crate::core::backend::Backend;
+use crate::core::config::{
+    BackendConfig, ConfigError, ConfigFile, Environment, GlobalConfig, HttpsGetConfig,
+};
+use crate::core::ini::Ini;
+use crate::core::profiles::ProfileSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -49,7 +51,7 @@ impl Broker {
         let mut warnings = profiles.warnings.clone();
         for (name, cfg) in [("inifile", &inifile), ("zeroconf", &zeroconf)] {
             let mech = Backend::auth_mech_name(cfg, &global);
-            if crate::authmech::AuthMech::from_name(&mech).is_none() {
+            if crate::core::authmech::AuthMech::from_name(&mech).is_none() {
                 warnings.push(format!(
                     "{}: backend {name}: unknown auth-mech '{mech}', every login will fail",
                     config_path.display()
@@ -109,7 +111,7 @@ fn read_static_cookie(global: &GlobalConfig) -> Result<Option<String>, ConfigErr
             .ok_or_else(|| ConfigError(format!("{}: my-cookie-file contains no cookie", path.display())))?;
         from_file = Some(line.split(' ').next().unwrap_or("").to_owned());
     }
-    let unconfigured = crate::config::UNCONFIGURED_COOKIE;
+    let unconfigured = crate::core::config::UNCONFIGURED_COOKIE;
     Ok(match from_file {
         Some(c) if c != unconfigured => Some(c),
         _ => global.my_cookie.clone().filter(|c| c != unconfigured),

@@ -2,7 +2,7 @@
 //! allow list, a deny list and an order. Built once per configuration load;
 //! group memberships are looked up live when a decision needs them.
 
-use crate::ini::parse_list;
+use crate::core::ini::parse_list;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -71,7 +71,7 @@ impl ProfileAcl {
         let any_order = get("acl-any-order")
             .filter(|v| !v.is_empty())
             .unwrap_or("deny-allow");
-        // DESIGN §7: acl-any-order is honoured when a kind has no order.
+        // acl-any-order is honoured when a kind has no order (ARCHITECTURE.md D: acl-any-order).
         let allow_first = |kind: &str| {
             let order = get(&format!("acl-{kind}-order"))
                 .filter(|v| !v.is_empty())

@@ -7,9 +7,9 @@
 //! broker SSH key, it behaves as NONE. Every choice is port-scanned (when
 //! enabled) with fail-over to the next host.
 
-use crate::agent::{LocalAgent, SessionLine};
-use crate::hostnames;
-use crate::profiles::Selection;
+use crate::core::agent::{LocalAgent, SessionLine};
+use crate::core::hostnames;
+use crate::core::profiles::Selection;
 use rand::seq::SliceRandom;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! Session profiles of the inifile backend, rendered once per configuration
 //! load into what listsessions prints, plus what selectsession needs.
 
-use crate::acl::ProfileAcl;
-use crate::ini::{parse_bool, parse_int, parse_list, Ini, Section};
-use crate::jsonout;
+use crate::core::acl::ProfileAcl;
+use crate::core::ini::{parse_bool, parse_int, parse_list, Ini, Section};
+use crate::core::jsonout;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 

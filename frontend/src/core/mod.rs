@@ -1,0 +1,24 @@
+//! The broker itself, independent of how a request arrives: configuration
+//! and INI, session profiles and ACLs, authentication mechanisms and
+//! cookies, agents and server selection, and the broker tasks that both
+//! front doors ([`crate::web`], [`crate::ssh`]) call.
+
+pub mod access;
+pub mod acl;
+pub mod agent;
+pub mod audit;
+pub mod authmech;
+pub mod autologin;
+pub mod backend;
+pub mod broker;
+pub mod config;
+pub mod cookies;
+pub mod hostnames;
+pub mod ini;
+pub mod jsonout;
+pub mod login_map;
+pub mod nameservice;
+pub mod profiles;
+pub mod select;
+pub mod stats;
+pub mod tasks;
