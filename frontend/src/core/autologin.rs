@@ -17,13 +17,22 @@ pub struct KeyPair {
     pub private_key: Zeroizing<String>,
 }
 
+/// The options every deployed key gets (the original's for generated keys).
+pub const KEY_OPTIONS: &str = "no-X11-forwarding,no-pty,no-user-rc";
+
+/// A validated client key with the same restrictions as a generated one
+/// (the original deploys client keys unrestricted).
+pub fn restricted(key: &str) -> String {
+    format!("{KEY_OPTIONS} {key}")
+}
+
 /// A new Ed25519 key pair for `user` connecting from `client`.
 pub fn generate(user: &str, client: &str) -> Result<KeyPair, String> {
     let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(|e| e.to_string())?;
     let public = key.public_key().to_openssh().map_err(|e| e.to_string())?;
     let private_key = key.to_openssh(LineEnding::LF).map_err(|e| e.to_string())?;
     Ok(KeyPair {
-        authorized_line: format!("no-X11-forwarding,no-pty,no-user-rc {public} {user}@{client}"),
+        authorized_line: format!("{KEY_OPTIONS} {public} {user}@{client}"),
         private_key,
     })
 }

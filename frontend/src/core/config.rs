@@ -28,6 +28,8 @@ pub struct Environment {
     pub daemon_user: String,
     pub daemon_group: String,
     pub agent_cmd: String,
+    /// The account the agent runs as on X2Go servers (agent mode SSH).
+    pub agent_user: String,
     pub authservice_socket: PathBuf,
     pub loadchecker_socket: PathBuf,
     pub ssl_certfile: String,
@@ -92,6 +94,7 @@ impl Environment {
             daemon_user: common("X2GOBROKER_DAEMON_USER", "x2gobroker"),
             daemon_group: common("X2GOBROKER_DAEMON_GROUP", "x2gobroker"),
             agent_cmd: common("X2GOBROKER_AGENT_CMD", "/usr/lib/x2go/x2gobroker-agent"),
+            agent_user: common("X2GOBROKER_AGENT_USER", "x2gobroker"),
             authservice_socket: common(
                 "X2GOBROKER_AUTHSERVICE_SOCKET",
                 &format!("{rundir}/x2gobroker/x2gobroker-authservice.socket"),
@@ -130,6 +133,12 @@ const BUILTINS: &[(&str, &str, Builtin)] = {
         ("global", "use-static-cookie", Bool(false)),
         ("global", "auth-timeout", Int(36000)),
         ("global", "cookie-directory", Str("/var/lib/x2gobroker/cookies")),
+        // Ours: pending removals of auto-login keys, kept across restarts.
+        (
+            "global",
+            "key-removal-directory",
+            Str("/var/lib/x2gobroker/key-removals"),
+        ),
         ("global", "verify-ip", Bool(true)),
         ("global", "pre_auth_scripts", List(&[])),
         ("global", "post_auth_scripts", List(&[])),
@@ -328,6 +337,7 @@ pub struct GlobalConfig {
     pub use_static_cookie: bool,
     pub auth_timeout: i64,
     pub cookie_directory: PathBuf,
+    pub key_removal_directory: PathBuf,
     pub verify_ip: bool,
     pub pre_auth_scripts: Vec<String>,
     pub post_auth_scripts: Vec<String>,
@@ -363,6 +373,7 @@ impl GlobalConfig {
             use_static_cookie: c.get_bool(G, "use-static-cookie")?,
             auth_timeout: c.get_int(G, "auth-timeout")?,
             cookie_directory: PathBuf::from(s("cookie-directory")),
+            key_removal_directory: PathBuf::from(s("key-removal-directory")),
             verify_ip: c.get_bool(G, "verify-ip")?,
             pre_auth_scripts: nonempty(c.get_list(G, "pre_auth_scripts")),
             post_auth_scripts: nonempty(c.get_list(G, "post_auth_scripts")),

@@ -178,6 +178,8 @@ pub struct Selection {
     pub sshport: i64,
     pub is_shadow: bool,
     pub sshproxyhost: Option<String>,
+    /// Port of the SSH proxy host (22 unless set).
+    pub sshproxyport: i64,
 }
 
 /// A profile ready to serve.
@@ -448,6 +450,10 @@ fn build_profile(
         Some((_, Value::Str(h))) if !h.is_empty() => Some(h.clone()),
         _ => None,
     };
+    let sshproxyport = match values.iter().find(|(k, _)| k == "sshproxyport") {
+        Some((_, Value::Int(p))) => *p,
+        _ => 22,
+    };
     let selection = Selection {
         hosts: hosts.clone(),
         host_address,
@@ -455,6 +461,7 @@ fn build_profile(
         sshport,
         is_shadow,
         sshproxyhost,
+        sshproxyport,
     };
 
     // What listsessions shows (get_profile_for_user of the original).
@@ -621,6 +628,7 @@ pub fn zeroconf_profile(desktop_shell: &str) -> Profile {
             sshport: 22,
             is_shadow: false,
             sshproxyhost: None,
+            sshproxyport: 22,
         },
         error: None,
         visible_error: None,

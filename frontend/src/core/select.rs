@@ -1,24 +1,21 @@
 //! selectsession: choose the X2Go server for a profile.
 //!
-//! Agent query mode NONE: a random host. LOCAL: the local broker agent
-//! tells the user's sessions (resume a suspended one, take over a running
-//! one) and session counts (least busy host, ties by name). SSH needs
-//! remote agents over SSH, not there yet: like the original without a
-//! broker SSH key, it behaves as NONE. Every choice is port-scanned (when
+//! Agent query mode NONE: a random host. LOCAL and SSH: the agent (local,
+//! or one on a server of the profile that answered) tells the user's
+//! sessions (resume a suspended one, take over a running one) and session
+//! counts (least busy host, ties by name). When no agent of an SSH-mode
+//! profile answers, no server is handed out. Every choice is port-scanned (when
 //! enabled) with fail-over to the next host.
 
-use crate::core::agent::{LocalAgent, SessionLine};
+use crate::core::agent::{Agent, SessionLine};
 use crate::core::hostnames;
+pub use crate::core::portscan::{PortScanner, TcpPortScanner};
 use crate::core::profiles::Selection;
 use rand::seq::SliceRandom;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The original waits this long after suspending a running session.
 pub const TAKEOVER_PAUSE: Duration = Duration::from_secs(2);
-
-/// The original's port scan timeout.
-pub const PORTSCAN_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentQueryMode {
@@ -40,6 +37,9 @@ impl AgentQueryMode {
 /// The chosen server (what the client connects to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selected {
+    /// The server's name in the profile's host list.
+    pub host_name: String,
+    /// Its address (`host=name (address)`), else the name.
     pub server: String,
     pub port: i64,
     pub private_key: Option<String>,
@@ -49,8 +49,10 @@ pub struct Selected {
 
 impl Selected {
     fn plain(server: impl Into<String>, port: i64) -> Selected {
+        let server = server.into();
         Selected {
-            server: server.into(),
+            host_name: server.clone(),
+            server,
             port,
             private_key: None,
             pubkey_accepted: false,
@@ -67,39 +69,6 @@ pub fn no_such_profile() -> Selected {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectError(pub String);
 
-/// Answers whether a TCP port accepts connections. Swappable for tests.
-pub trait PortScanner {
-    fn scan(&self, host: &str, port: i64) -> impl std::future::Future<Output = bool> + Send;
-}
-
-/// The original's portscan(): IPv6 resolution first, then IPv4; one connect
-/// with a two-second timeout.
-pub struct TcpPortScanner;
-
-impl PortScanner for TcpPortScanner {
-    async fn scan(&self, host: &str, port: i64) -> bool {
-        let Ok(port) = u16::try_from(port) else {
-            return false;
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> =
-            match tokio::time::timeout(PORTSCAN_TIMEOUT, tokio::net::lookup_host((host, port))).await {
-                Ok(Ok(a)) => a.collect(),
-                _ => return false,
-            };
-        let target = addrs
-            .iter()
-            .find(|a| a.is_ipv6())
-            .or_else(|| addrs.iter().find(|a| a.is_ipv4()))
-            .copied();
-        let Some(target) = target else { return false };
-        matches!(
-            tokio::time::timeout(PORTSCAN_TIMEOUT, tokio::net::TcpStream::connect(target)).await,
-            Ok(Ok(_))
-        )
-    }
-}
-
 pub struct SelectOptions {
     pub mode: AgentQueryMode,
     pub portscan: bool,
@@ -107,8 +76,25 @@ pub struct SelectOptions {
     pub local_hostname: String,
 }
 
-/// The agent to ask (LOCAL mode) and the user to ask about.
-pub type AgentQuery<'a> = Option<(&'a LocalAgent, &'a str)>;
+/// The agent selection asks, and about which user.
+#[derive(Debug, Clone, Copy)]
+pub enum AgentQuery<'a> {
+    /// Mode NONE, a shadow profile, or mode SSH without a broker key.
+    Off,
+    /// Mode SSH, but no agent of the profile's servers answered.
+    Unreachable,
+    Ask(&'a Agent, &'a str),
+}
+
+impl<'a> AgentQuery<'a> {
+    /// The agent and a non-empty user name, if there are both.
+    fn with_user(self) -> Option<(&'a Agent, &'a str)> {
+        match self {
+            AgentQuery::Ask(agent, user) if !user.is_empty() => Some((agent, user)),
+            _ => None,
+        }
+    }
+}
 
 fn pick_least_busy(server_list: &[String], busy: &mut Vec<(String, i64)>) -> String {
     let (normalized, domains) = hostnames::normalize(server_list);
@@ -172,9 +158,12 @@ pub async fn select_session(
     let mut server_name = server_list[0].clone();
     let mut server_port = sel.sshport;
     let mut server_addr;
-    let mut session_list: Vec<SessionLine> = match agent {
-        Some((a, user)) if !user.is_empty() => a.list_sessions(user).await,
-        _ => Vec::new(),
+    let mut session_list: Vec<SessionLine> = match agent.with_user() {
+        Some((a, user)) => a.list_sessions(user).await.unwrap_or_else(|e| {
+            log::warn!("listing the sessions of {user}: {e}");
+            Vec::new()
+        }),
+        None => Vec::new(),
     };
     let mut session_info: Option<String> = None;
     let mut busy: Option<Vec<(String, i64)>> = None;
@@ -186,6 +175,10 @@ pub async fn select_session(
             for _ in 0..locals {
                 server_list.push(opts.local_hostname.clone());
             }
+        }
+        if matches!(agent, AgentQuery::Unreachable) {
+            log::error!("no broker agent could be contacted, no X2Go Server is handed out; tried these hosts: {initial:?}");
+            break;
         }
         let session_servers: Vec<String> = session_list.iter().map(|s| s.server().to_owned()).collect();
         let matching = if session_list.is_empty() {
@@ -204,8 +197,10 @@ pub async fn select_session(
             if let Some(suspended) = on_profile("S") {
                 session_info = Some(suspended.0);
             } else if let Some(running) = on_profile("R") {
-                if let Some((a, user)) = agent {
-                    a.suspend_session(user, running.name()).await;
+                if let Some((a, user)) = agent.with_user() {
+                    if let Err(e) = a.suspend_session(user, running.name()).await {
+                        log::error!("suspending session {} of {user}: {e}", running.name());
+                    }
                 }
                 tokio::time::sleep(TAKEOVER_PAUSE).await;
                 session_info = Some(running.0.replace("|R|", "|S|"));
@@ -225,12 +220,23 @@ pub async fn select_session(
                     }
                 }
             }
-        } else if let Some((a, user)) = agent.filter(|(_, u)| !u.is_empty() && server_list.len() >= 2) {
+        } else if let Some((a, user)) = agent.with_user().filter(|_| server_list.len() >= 2) {
             if busy.is_none() {
-                busy = Some(a.find_busy_servers(user).await);
+                match a.find_busy_servers(user).await {
+                    Ok(b) => busy = Some(b),
+                    Err(e) => log::warn!("no session counts from the {}: {e}", a.describe()),
+                }
             }
-            if let Some(busy) = busy.as_mut() {
-                server_name = pick_least_busy(&server_list, busy);
+            match busy.as_mut() {
+                Some(busy) => server_name = pick_least_busy(&server_list, busy),
+                // The original then sends everyone to the first host; a
+                // random one spreads the load (ARCHITECTURE.md D: agent
+                // failures).
+                None => {
+                    if let Some(choice) = server_list.choose(&mut rand::thread_rng()) {
+                        server_name = choice.clone();
+                    }
+                }
             }
         } else if server_list.len() >= 2 {
             if sel.is_shadow {
@@ -253,6 +259,7 @@ pub async fn select_session(
             || scanner.scan(&server_addr, server_port).await
         {
             let mut selected = Selected::plain(server_addr, server_port);
+            selected.host_name = server_name;
             selected.session_info = session_info;
             return Ok(selected);
         }
@@ -288,7 +295,9 @@ pub async fn select_session(
         .get(name)
         .cloned()
         .unwrap_or_else(|| name.clone());
-    Ok(Selected::plain(addr, server_port))
+    let mut selected = Selected::plain(addr, server_port);
+    selected.host_name = name.clone();
+    Ok(selected)
 }
 
 /// The zeroconf backend always answers localhost:22.
@@ -316,6 +325,7 @@ mod tests {
             sshport: 22,
             is_shadow: false,
             sshproxyhost: None,
+            sshproxyport: 22,
         }
     }
 
@@ -337,7 +347,7 @@ mod tests {
         let mut seen = HashSet::new();
         for _ in 0..200 {
             seen.insert(
-                select_session(&sel, &opts(false), &up(&[]), None)
+                select_session(&sel, &opts(false), &up(&[]), AgentQuery::Off)
                     .await
                     .unwrap()
                     .server,
@@ -350,12 +360,14 @@ mod tests {
     async fn fails_over_to_hosts_that_answer() {
         let sel = selection(&["a", "b", "c"]);
         for _ in 0..50 {
-            let s = select_session(&sel, &opts(true), &up(&["c"]), None)
+            let s = select_session(&sel, &opts(true), &up(&["c"]), AgentQuery::Off)
                 .await
                 .unwrap();
             assert_eq!((s.server.as_str(), s.port), ("c", 22));
         }
-        let s = select_session(&sel, &opts(true), &up(&[]), None).await.unwrap();
+        let s = select_session(&sel, &opts(true), &up(&[]), AgentQuery::Off)
+            .await
+            .unwrap();
         assert_eq!(s.server, "no-X2Go-Server-available");
     }
 
@@ -364,14 +376,16 @@ mod tests {
         let mut sel = selection(&["srv1"]);
         sel.host_address.insert("srv1".into(), "10.0.0.1".into());
         sel.host_port.insert("srv1".into(), 2222);
-        let s = select_session(&sel, &opts(true), &up(&["10.0.0.1"]), None)
+        let s = select_session(&sel, &opts(true), &up(&["10.0.0.1"]), AgentQuery::Off)
             .await
             .unwrap();
         assert_eq!((s.server.as_str(), s.port), ("10.0.0.1", 2222));
         // A single host that is down is still handed out.
-        let s = select_session(&sel, &opts(true), &up(&[]), None).await.unwrap();
+        let s = select_session(&sel, &opts(true), &up(&[]), AgentQuery::Off)
+            .await
+            .unwrap();
         assert_eq!((s.server.as_str(), s.port), ("10.0.0.1", 2222));
-        let s = select_session(&selection(&[]), &opts(true), &up(&[]), None)
+        let s = select_session(&selection(&[]), &opts(true), &up(&[]), AgentQuery::Off)
             .await
             .unwrap();
         assert_eq!(s.server, "no-server-available");
@@ -380,10 +394,10 @@ mod tests {
     #[tokio::test]
     async fn local_mode_with_a_failing_agent_takes_hosts_by_name() {
         let sel = selection(&["c", "a", "b"]);
-        let broken = LocalAgent {
+        let broken = Agent::Local(crate::core::agent::LocalAgent {
             command: "/nonexistent/x2gobroker-agent".into(),
-        };
-        let agent = Some((&broken, "u"));
+        });
+        let agent = AgentQuery::Ask(&broken, "u");
         let local = SelectOptions {
             mode: AgentQueryMode::Local,
             ..opts(true)
@@ -413,7 +427,7 @@ mod tests {
         sel.is_shadow = true;
         for _ in 0..20 {
             assert_eq!(
-                select_session(&sel, &opts(false), &up(&[]), None)
+                select_session(&sel, &opts(false), &up(&[]), AgentQuery::Off)
                     .await
                     .unwrap()
                     .server,
@@ -423,13 +437,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn real_port_scan() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = i64::from(listener.local_addr().unwrap().port());
-        assert!(TcpPortScanner.scan("127.0.0.1", port).await);
-        drop(listener);
-        // Port 1 (tcpmux) is not served on any test machine.
-        assert!(!TcpPortScanner.scan("127.0.0.1", 1).await);
-        assert!(!TcpPortScanner.scan("no-such-host.invalid", 22).await);
+    async fn no_server_when_no_agent_answers() {
+        let sel = selection(&["a", "b"]);
+        let s = select_session(&sel, &opts(false), &up(&["a", "b"]), AgentQuery::Unreachable)
+            .await
+            .unwrap();
+        assert_eq!(s.server, "no-X2Go-Server-available");
+        // A single host is still handed out, as the original does.
+        let s = select_session(
+            &selection(&["a"]),
+            &opts(false),
+            &up(&["a"]),
+            AgentQuery::Unreachable,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.server, "a");
     }
 }

@@ -3,13 +3,17 @@
 //! ([`crate::web`] and [`crate::ssh`]); they differ only in how they print.
 
 use crate::core::access::Access;
-use crate::core::agent::{self, LocalAgent};
+use crate::core::agent::remote::{self, HostKeyPolicy};
+use crate::core::agent::{self, Agent, LocalAgent, RemoteAgent, SessionLine};
+use crate::core::autologin;
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
 use crate::core::hostnames;
+use crate::core::key_removals;
 use crate::core::nameservice;
 use crate::core::profiles::{self, Profile};
-use crate::core::select::{self, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
+use crate::core::select::{self, AgentQuery, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
+use rand::seq::SliceRandom;
 use std::cell::OnceCell;
 use std::net::IpAddr;
 
@@ -136,26 +140,134 @@ impl TaskContext<'_> {
         AgentQueryMode::parse(&mode)
     }
 
-    fn local_agent(&self) -> LocalAgent {
-        LocalAgent {
-            command: self.broker.env.agent_cmd.clone().into(),
+    /// The host key policy for a profile's agents: the profile's, the
+    /// backend's, then the global default.
+    fn hostkey_policy(&self, profile: &Profile) -> HostKeyPolicy {
+        let name = profile
+            .broker
+            .agent_hostkey_policy
+            .clone()
+            .or_else(|| self.broker.inifile.agent_hostkey_policy.clone())
+            .unwrap_or_else(|| self.broker.global.default_agent_hostkey_policy.clone());
+        HostKeyPolicy::parse(&name)
+    }
+
+    fn remote_agent(
+        &self,
+        hostname: &str,
+        hostaddr: &str,
+        port: i64,
+        policy: HostKeyPolicy,
+    ) -> Option<Agent> {
+        let Ok(port) = u16::try_from(port) else {
+            log::error!("agent host {hostname}: invalid port {port}");
+            return None;
+        };
+        Some(Agent::Remote(RemoteAgent {
+            hostname: hostname.to_owned(),
+            hostaddr: hostaddr.to_owned(),
+            port,
+            policy,
+            agent_user: self.broker.env.agent_user.clone(),
+            agent_cmd: self.broker.env.agent_cmd.clone(),
+        }))
+    }
+
+    /// The agent to ask about a profile (the original's get_remote_agent).
+    /// Mode SSH asks the agents of the profile's servers in parallel and
+    /// takes one that answers `ping` (the original tries them one after
+    /// another in random order: any answering agent sees the same shared
+    /// session database).
+    pub async fn agent_for(&self, profile: &Profile) -> AgentFor {
+        if profile.selection.is_shadow {
+            return AgentFor::Off;
+        }
+        match self.agent_mode(profile) {
+            AgentQueryMode::None => AgentFor::Off,
+            AgentQueryMode::Local => AgentFor::Ready(Agent::Local(LocalAgent {
+                command: self.broker.env.agent_cmd.clone().into(),
+            })),
+            AgentQueryMode::Ssh if !remote::broker_key_present() => {
+                log::warn!(
+                    "agent query mode SSH for profile {}, but the broker account has no SSH key (~/.ssh/id_rsa): agents are not asked",
+                    profile.id
+                );
+                AgentFor::Off
+            }
+            AgentQueryMode::Ssh => {
+                let policy = self.hostkey_policy(profile);
+                let sel = &profile.selection;
+                let mut candidates: Vec<Agent> = sel
+                    .hosts
+                    .iter()
+                    .filter_map(|name| {
+                        let addr = sel.host_address.get(name).map_or(name.as_str(), String::as_str);
+                        let port = sel.host_port.get(name).copied().unwrap_or(sel.sshport);
+                        self.remote_agent(name, addr, port, policy)
+                    })
+                    .collect();
+                candidates.shuffle(&mut rand::thread_rng());
+                // Dropping the set stops the pings still running.
+                let mut pings = tokio::task::JoinSet::new();
+                for agent in candidates {
+                    pings.spawn(async move { agent.ping().await.then_some(agent) });
+                }
+                while let Some(answer) = pings.join_next().await {
+                    if let Ok(Some(agent)) = answer {
+                        return AgentFor::Ready(agent);
+                    }
+                }
+                log::warn!("profile {}: no broker agent could be contacted", profile.id);
+                AgentFor::Unreachable
+            }
         }
     }
 
     /// Like [`Self::visible_profiles`], with the user's sessions from the
-    /// agent for LOCAL-mode profiles (status `S`/`R`, their host first).
+    /// agents (status `S`/`R`, their host first). Profiles that share
+    /// their agent ask it once.
     pub async fn visible_profiles_with_sessions(&self) -> Result<ProfileList<'_>, TaskFailed> {
         let mut list = self.visible_profiles()?;
         let ProfileList::Inifile(listed) = &mut list else {
             return Ok(list);
         };
-        let uses_agent = |p: &Profile| !p.selection.is_shadow && self.agent_mode(p) == AgentQueryMode::Local;
-        if !listed.iter().any(|l| uses_agent(l.profile)) {
-            return Ok(list);
-        }
-        let sessions = self.local_agent().list_sessions(&self.fields.user).await;
-        let (running, suspended) = agent::session_servers(&sessions);
-        for l in listed.iter_mut().filter(|l| uses_agent(l.profile)) {
+        let user = self.fields.user.as_str();
+        // The sessions each agent reported, if any, by (mode, hosts).
+        type AgentKey = (AgentQueryMode, Vec<String>);
+        let mut asked: Vec<(AgentKey, Option<Vec<SessionLine>>)> = Vec::new();
+        for l in listed.iter_mut() {
+            let mode = self.agent_mode(l.profile);
+            if l.profile.selection.is_shadow || mode == AgentQueryMode::None {
+                continue;
+            }
+            let key = (
+                mode,
+                if mode == AgentQueryMode::Local {
+                    Vec::new()
+                } else {
+                    l.profile.selection.hosts.clone()
+                },
+            );
+            let sessions = match asked.iter().find(|(k, _)| *k == key) {
+                Some((_, sessions)) => sessions.clone(),
+                None => {
+                    let sessions = match self.agent_for(l.profile).await {
+                        AgentFor::Ready(agent) => match agent.list_sessions(user).await {
+                            Ok(s) => Some(s),
+                            Err(e) => {
+                                log::warn!("broker agent call failed: {e}");
+                                None
+                            }
+                        },
+                        AgentFor::Off | AgentFor::Unreachable => None,
+                    };
+                    asked.push((key, sessions.clone()));
+                    sessions
+                }
+            };
+            // Without an answer the original leaves the host list alone.
+            let Some(sessions) = sessions else { continue };
+            let (running, suspended) = agent::session_servers(&sessions);
             let hosts = &l.profile.selection.hosts;
             let on_suspended = hostnames::matching(hosts, &suspended);
             let on_running = hostnames::matching(hosts, &running);
@@ -173,57 +285,109 @@ impl TaskContext<'_> {
     }
 
     /// Auto-login: deploy a fresh key (handing out its private half) or the
-    /// client's validated key for `login`, removed again after a while.
-    /// ARCHITECTURE.md P9: only for the authenticated user or a mapped login.
+    /// client's validated key for `login` on the selected server (and the
+    /// profile's SSH proxy host), removed again after
+    /// [`autologin::KEY_LIFETIME`]. ARCHITECTURE.md P9: only for the
+    /// authenticated user or a mapped login. A deployment that fails is an
+    /// error; the client gets no key that does not work.
     async fn deploy_login_key(
         &self,
-        agent: &LocalAgent,
+        agents: &[(Agent, String)],
         login: &str,
-        profile: &Profile,
         selected: &mut Selected,
-    ) {
+    ) -> Result<(), TaskFailed> {
         let user = self.fields.user.as_str();
         if let Err(e) = crate::core::login_map::check(&self.broker.config_path, user, login) {
             log::warn!("auto-login refused: {e}");
-            return;
+            return Ok(());
         }
-        let keys_file = profile
-            .broker
-            .authorized_keys
-            .clone()
-            .unwrap_or_else(|| self.broker.global.default_authorized_keys.clone());
-        let line = if self.fields.pubkey.is_empty() {
-            match crate::core::autologin::generate(login, &self.client.to_string()) {
-                Ok(pair) => {
-                    selected.private_key = Some(pair.private_key.to_string());
-                    pair.authorized_line
-                }
+        let (line, private_key) = if self.fields.pubkey.is_empty() {
+            match autologin::generate(login, &self.client.to_string()) {
+                Ok(pair) => (pair.authorized_line, Some(pair.private_key)),
                 Err(e) => {
                     log::error!("auto-login: cannot make a key pair: {e}");
-                    return;
+                    return Err(TaskFailed);
                 }
             }
         } else {
-            match crate::core::autologin::validate_client_key(&self.fields.pubkey) {
-                Some(line) => {
+            match autologin::validate_client_key(&self.fields.pubkey) {
+                Some(key) => {
                     log::info!("accepting public SSH key from broker client");
-                    selected.pubkey_accepted = true;
-                    line
+                    (autologin::restricted(&key), None)
                 }
                 None => {
                     log::warn!(
                         "auto-login: the client's public key is not one SSH public key line; not deployed"
                     );
-                    return;
+                    return Ok(());
                 }
             }
         };
-        agent.call(login, "addauthkey", &[&line, &keys_file]).await;
-        let (agent, login) = (agent.clone(), login.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(crate::core::autologin::KEY_LIFETIME).await;
-            agent.call(&login, "delauthkey", &[&line, &keys_file]).await;
-        });
+        let due = key_removals::now() + autologin::KEY_LIFETIME.as_secs();
+        for (agent, keys_file) in agents {
+            match agent.add_authorized_key(login, &line, keys_file).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    log::error!(
+                        "auto-login: the {} did not deploy the key for {login}",
+                        agent.describe()
+                    );
+                    return Err(TaskFailed);
+                }
+            }
+            let removal = key_removals::Removal {
+                due,
+                attempts: 0,
+                agent: key_removals::AgentAddress::of(agent),
+                user: login.to_owned(),
+                keys_file: keys_file.clone(),
+                line: line.clone(),
+            };
+            key_removals::schedule(
+                &self.broker.global.key_removal_directory,
+                removal,
+                self.broker.env.agent_cmd.clone(),
+                self.broker.env.agent_user.clone(),
+            );
+        }
+        match private_key {
+            Some(key) => selected.private_key = Some(key.to_string()),
+            None => selected.pubkey_accepted = true,
+        }
+        Ok(())
+    }
+
+    /// Where an auto-login key goes: the agent of the selected server (the
+    /// local one in mode LOCAL) and the SSH proxy host's, with their
+    /// authorized_keys files.
+    fn key_agents(&self, agent: &Agent, profile: &Profile, selected: &Selected) -> Vec<(Agent, String)> {
+        let g = &self.broker.global;
+        let keys_file = profile
+            .broker
+            .authorized_keys
+            .clone()
+            .unwrap_or_else(|| g.default_authorized_keys.clone());
+        let Agent::Remote(_) = agent else {
+            return vec![(agent.clone(), keys_file)];
+        };
+        let policy = self.hostkey_policy(profile);
+        let mut agents = Vec::new();
+        if let Some(proxy) = &profile.selection.sshproxyhost {
+            let proxy_keys = profile
+                .broker
+                .sshproxy_authorized_keys
+                .clone()
+                .unwrap_or_else(|| g.default_sshproxy_authorized_keys.clone());
+            agents.extend(
+                self.remote_agent(proxy, proxy, profile.selection.sshproxyport, policy)
+                    .map(|a| (a, proxy_keys)),
+            );
+        }
+        agents.extend(
+            self.remote_agent(&selected.host_name, &selected.server, selected.port, policy)
+                .map(|a| (a, keys_file)),
+        );
+        agents
     }
 
     /// selectsession for the requested profile.
@@ -263,10 +427,14 @@ impl TaskContext<'_> {
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| "localhost".into()),
         };
-        let local_agent = self.local_agent();
-        let agent = (mode == AgentQueryMode::Local && !profile.selection.is_shadow)
-            .then_some((&local_agent, self.fields.login.as_str()));
-        let mut selected = select::select_session(&profile.selection, &opts, &TcpPortScanner, agent)
+        let found = self.agent_for(profile).await;
+        let login = self.fields.login.as_str();
+        let query = match &found {
+            AgentFor::Off => AgentQuery::Off,
+            AgentFor::Unreachable => AgentQuery::Unreachable,
+            AgentFor::Ready(agent) => AgentQuery::Ask(agent, login),
+        };
+        let mut selected = select::select_session(&profile.selection, &opts, &TcpPortScanner, query)
             .await
             .map_err(|e| {
                 log::error!("selectsession: {}", e.0);
@@ -276,11 +444,25 @@ impl TaskContext<'_> {
             .broker
             .session_autologin
             .unwrap_or(g.default_session_autologin);
-        if let (Some((agent, login)), true) = (agent, autologin) {
+        let server_chosen = !matches!(
+            selected.server.as_str(),
+            "no-X2Go-Server-available" | "no-server-available"
+        );
+        if let (AgentFor::Ready(agent), true, true) = (&found, autologin, server_chosen) {
             if !login.is_empty() {
-                self.deploy_login_key(agent, login, profile, &mut selected).await;
+                let agents = self.key_agents(agent, profile, &selected);
+                self.deploy_login_key(&agents, login, &mut selected).await?;
             }
         }
         Ok(selected)
     }
+}
+
+/// The agent for a profile, if any.
+pub enum AgentFor {
+    /// Mode NONE, a shadow profile, or mode SSH without a broker key.
+    Off,
+    /// Mode SSH, and no agent of the profile's servers answered.
+    Unreachable,
+    Ready(Agent),
 }

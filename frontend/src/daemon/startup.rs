@@ -436,9 +436,13 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
         ))
     });
     let watcher = tokio::spawn(crate::daemon::reload::watch(shared.clone(), env));
+    // Auto-login keys still deployed when the daemon (or a worker) that
+    // deployed them stopped are removed from here.
+    let key_removals = tokio::spawn(crate::core::key_removals::run(shared.clone()));
     crate::daemon::sdnotify::notify("READY=1\nSTATUS=serving; configuration generation 1");
     let result = crate::daemon::http_server::serve(listeners, acceptor, shared, shutdown_signal()).await;
     watcher.abort();
+    key_removals.abort();
     if let Some(t) = control_task {
         t.abort();
         // Dropping the task drops the socket, which removes its file.

@@ -141,15 +141,18 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
             _ => Reply::error(405),
         };
     } else if path.starts_with("/pubkeys") && path["/pubkeys".len()..].bytes().all(|b| b == b'/') {
-        // No broker SSH keys are published (agent mode SSH is not there yet).
+        // The broker account's keys, for x2gobroker-pubkeyauthorizer.
         return match req.method {
-            Method::GET => Reply {
-                status: 200,
-                content_type: TEXT_HTML,
-                expires: false,
-                www_authenticate: None,
-                body: String::new(),
-            },
+            Method::GET => {
+                let hostname = nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "localhost".into());
+                Reply::ok(
+                    TEXT_PLAIN,
+                    crate::core::agent::remote::published_keys(&broker.env.daemon_user, &hostname),
+                )
+            }
             _ => Reply::error(405),
         };
     } else if uccs::is_ping_path(&path) {

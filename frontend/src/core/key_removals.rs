@@ -1,0 +1,429 @@
+//! Pending removals of auto-login keys. A key deployed for a selected
+//! session is removed again after [`crate::core::autologin::KEY_LIFETIME`];
+//! the removal is written to `key-removal-directory` first, so it survives
+//! a daemon restart (the original keeps it in a timer thread and forgets
+//! it when it stops) and an SSH-mode worker, which exits at once, can hand
+//! it to the daemon. The daemon performs due removals ([`run`]).
+//!
+//! One file per removal, named `<due>-<random>.removal`, written to a
+//! temporary name and renamed; a worker claims a file by renaming it to
+//! `.claimed`, so each removal is carried out once. Every value in a file
+//! was validated before the key was deployed and is validated again when
+//! read back.
+
+use crate::core::agent::quote;
+use crate::core::agent::remote::HostKeyPolicy;
+use crate::core::agent::{Agent, LocalAgent, RemoteAgent};
+use crate::core::broker::Shared;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the daemon looks for due removals.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// A failed removal is tried again after this long, this many times.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Which agent deployed the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentAddress {
+    Local,
+    Remote {
+        hostname: String,
+        hostaddr: String,
+        port: u16,
+        policy: HostKeyPolicy,
+    },
+}
+
+impl AgentAddress {
+    pub fn of(agent: &Agent) -> AgentAddress {
+        match agent {
+            Agent::Local(_) => AgentAddress::Local,
+            Agent::Remote(r) => AgentAddress::Remote {
+                hostname: r.hostname.clone(),
+                hostaddr: r.hostaddr.clone(),
+                port: r.port,
+                policy: r.policy,
+            },
+        }
+    }
+
+    /// The agent, with the current configuration's command and user.
+    pub fn agent(&self, agent_cmd: &str, agent_user: &str) -> Agent {
+        match self {
+            AgentAddress::Local => Agent::Local(LocalAgent {
+                command: agent_cmd.into(),
+            }),
+            AgentAddress::Remote {
+                hostname,
+                hostaddr,
+                port,
+                policy,
+            } => Agent::Remote(RemoteAgent {
+                hostname: hostname.clone(),
+                hostaddr: hostaddr.clone(),
+                port: *port,
+                policy: *policy,
+                agent_user: agent_user.to_owned(),
+                agent_cmd: agent_cmd.to_owned(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Seconds since the epoch.
+    pub due: u64,
+    pub attempts: u32,
+    pub agent: AgentAddress,
+    pub user: String,
+    pub keys_file: String,
+    /// The authorized_keys line that was deployed.
+    pub line: String,
+}
+
+fn host_name_ok(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 255
+        && !value.starts_with('-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
+}
+
+impl Removal {
+    fn to_text(&self) -> String {
+        let mut out = format!("due {}\nattempts {}\n", self.due, self.attempts);
+        match &self.agent {
+            AgentAddress::Local => out.push_str("agent local\n"),
+            AgentAddress::Remote {
+                hostname,
+                hostaddr,
+                port,
+                policy,
+            } => out.push_str(&format!(
+                "agent ssh\nhost {hostname}\naddr {hostaddr}\nport {port}\npolicy {}\n",
+                policy.name()
+            )),
+        }
+        out.push_str(&format!(
+            "user {}\nkeys {}\nline {}\n",
+            self.user, self.keys_file, self.line
+        ));
+        out
+    }
+
+    fn from_text(text: &str) -> Option<Removal> {
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix(' ')))
+        };
+        let agent = match get("agent")? {
+            "local" => AgentAddress::Local,
+            "ssh" => {
+                let (hostname, hostaddr) = (get("host")?, get("addr")?);
+                if !host_name_ok(hostname) || !host_name_ok(hostaddr) {
+                    return None;
+                }
+                AgentAddress::Remote {
+                    hostname: hostname.to_owned(),
+                    hostaddr: hostaddr.to_owned(),
+                    port: get("port")?.parse().ok()?,
+                    policy: HostKeyPolicy::parse(get("policy")?),
+                }
+            }
+            _ => return None,
+        };
+        let user = quote::user_name(get("user")?).ok()?;
+        let keys_file = quote::keys_path(get("keys")?).ok()?;
+        let line = get("line")?;
+        quote::shell_word(line).ok()?;
+        Some(Removal {
+            due: get("due")?.parse().ok()?,
+            attempts: get("attempts")?.parse().ok()?,
+            agent,
+            user: user.to_owned(),
+            keys_file: keys_file.to_owned(),
+            line: line.to_owned(),
+        })
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The directory of pending removals.
+#[derive(Debug, Clone)]
+pub struct RemovalStore {
+    dir: PathBuf,
+}
+
+const SUFFIX: &str = ".removal";
+const CLAIMED: &str = ".claimed";
+
+impl RemovalStore {
+    /// The store, its directory created (mode 0700) if missing.
+    pub fn open(dir: &Path) -> std::io::Result<RemovalStore> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        Ok(RemovalStore { dir: dir.to_owned() })
+    }
+
+    pub fn save(&self, removal: &Removal) -> std::io::Result<PathBuf> {
+        let name = format!("{:020}-{}", removal.due, uuid::Uuid::new_v4().simple());
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let path = self.dir.join(format!("{name}{SUFFIX}"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(removal.to_text().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
+
+    /// Claims every removal due at `now`: each is returned to one caller
+    /// only. Unreadable files are moved aside with a log line.
+    pub fn claim_due(&self, now: u64) -> Vec<(PathBuf, Removal)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.ends_with(SUFFIX))
+            .collect();
+        names.sort();
+        let mut due = Vec::new();
+        for name in names {
+            let Some(when) = name.split('-').next().and_then(|d| d.parse::<u64>().ok()) else {
+                continue;
+            };
+            if when > now {
+                break;
+            }
+            let path = self.dir.join(&name);
+            let claimed = self.dir.join(format!("{name}{CLAIMED}"));
+            if std::fs::rename(&path, &claimed).is_err() {
+                continue; // another process took it
+            }
+            match std::fs::read_to_string(&claimed)
+                .ok()
+                .as_deref()
+                .and_then(Removal::from_text)
+            {
+                Some(removal) => due.push((claimed, removal)),
+                None => {
+                    log::error!("{}: not a pending key removal, set aside", claimed.display());
+                    let _ = std::fs::rename(&claimed, self.dir.join(format!("{name}.invalid")));
+                }
+            }
+        }
+        due
+    }
+
+    /// Claims left behind by a process that died are pending again.
+    pub fn release_stale_claims(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(original) = name.strip_suffix(CLAIMED) {
+                let _ = std::fs::rename(entry.path(), self.dir.join(original));
+            }
+        }
+    }
+
+    /// The removal was carried out (or given up): forget it.
+    pub fn finish(&self, claimed: &Path) {
+        if let Err(e) = std::fs::remove_file(claimed) {
+            log::warn!("{}: {e}", claimed.display());
+        }
+    }
+
+    /// Try again later.
+    pub fn retry(&self, claimed: &Path, mut removal: Removal) {
+        removal.attempts += 1;
+        removal.due = now() + RETRY_AFTER.as_secs();
+        self.finish(claimed);
+        if let Err(e) = self.save(&removal) {
+            log::error!("cannot keep the key removal for a retry: {e}");
+        }
+    }
+
+    /// How many removals are pending (for status and tests).
+    pub fn pending(&self) -> usize {
+        std::fs::read_dir(&self.dir)
+            .map(|e| {
+                e.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(SUFFIX))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Carries out one removal; true when the agent confirmed it.
+pub async fn perform(removal: &Removal, agent_cmd: &str, agent_user: &str) -> bool {
+    let agent = removal.agent.agent(agent_cmd, agent_user);
+    match agent
+        .delete_authorized_key(&removal.user, &removal.line, &removal.keys_file)
+        .await
+    {
+        Ok(true) => {
+            log::info!(
+                "removed the auto-login key of {} through the {}",
+                removal.user,
+                agent.describe()
+            );
+            true
+        }
+        Ok(false) => {
+            log::warn!(
+                "the {} did not confirm removing a key of {}",
+                agent.describe(),
+                removal.user
+            );
+            false
+        }
+        Err(e) => {
+            log::warn!(
+                "removing a key of {} through the {}: {e}",
+                removal.user,
+                agent.describe()
+            );
+            false
+        }
+    }
+}
+
+/// Schedules a removal: in the store when it can be written, else (with a
+/// warning) in this process only.
+pub fn schedule(dir: &Path, removal: Removal, agent_cmd: String, agent_user: String) {
+    match RemovalStore::open(dir).and_then(|store| store.save(&removal)) {
+        Ok(_) => {}
+        Err(e) => {
+            log::warn!(
+                "{}: cannot keep the pending key removal ({e}); it is lost if this process stops",
+                dir.display()
+            );
+            let delay = removal.due.saturating_sub(now());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+                perform(&removal, &agent_cmd, &agent_user).await;
+            });
+        }
+    }
+}
+
+/// The daemon's loop: performs due removals, each in its own task so a
+/// hung server delays no other removal.
+pub async fn run(shared: Shared) {
+    let mut released = None::<PathBuf>;
+    loop {
+        let broker = shared.current();
+        let dir = broker.global.key_removal_directory.clone();
+        if let Ok(store) = RemovalStore::open(&dir) {
+            if released.as_deref() != Some(dir.as_path()) {
+                store.release_stale_claims();
+                released = Some(dir.clone());
+            }
+            for (claimed, removal) in store.claim_due(now()) {
+                let (store, cmd, user) = (
+                    store.clone(),
+                    broker.env.agent_cmd.clone(),
+                    broker.env.agent_user.clone(),
+                );
+                tokio::spawn(async move {
+                    if perform(&removal, &cmd, &user).await {
+                        store.finish(&claimed);
+                    } else if removal.attempts + 1 >= MAX_ATTEMPTS {
+                        log::error!(
+                            "giving up removing an auto-login key of {} after {MAX_ATTEMPTS} attempts",
+                            removal.user
+                        );
+                        store.finish(&claimed);
+                    } else {
+                        store.retry(&claimed, removal);
+                    }
+                });
+            }
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn removal(due: u64) -> Removal {
+        Removal {
+            due,
+            attempts: 0,
+            agent: AgentAddress::Remote {
+                hostname: "srv2".into(),
+                hostaddr: "127.0.0.12".into(),
+                port: 2222,
+                policy: HostKeyPolicy::Reject,
+            },
+            user: "xbt-alice".into(),
+            keys_file: "%h/.x2go/authorized_keys".into(),
+            line: "no-X11-forwarding,no-pty,no-user-rc ssh-ed25519 AAAAC3Nz xbt-alice@127.0.0.1".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_validation() {
+        let r = removal(5);
+        assert_eq!(Removal::from_text(&r.to_text()), Some(r.clone()));
+        let mut local = r.clone();
+        local.agent = AgentAddress::Local;
+        assert_eq!(Removal::from_text(&local.to_text()), Some(local));
+        let hostile = r.to_text().replace("user xbt-alice", "user x;reboot");
+        assert_eq!(Removal::from_text(&hostile), None);
+        let hostile = r.to_text().replace("host srv2", "host -oProxyCommand=x");
+        assert_eq!(Removal::from_text(&hostile), None);
+    }
+
+    #[test]
+    fn due_removals_are_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RemovalStore::open(&dir.path().join("r")).unwrap();
+        store.save(&removal(100)).unwrap();
+        store.save(&removal(200)).unwrap();
+        std::fs::write(dir.path().join("r/00000000000000000050-x.removal"), "garbage").unwrap();
+        assert_eq!(store.pending(), 3);
+        assert!(store.claim_due(99).is_empty());
+        let due = store.claim_due(150);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1, removal(100));
+        assert!(store.claim_due(150).is_empty(), "claimed only once");
+        // A claim left by a dead process becomes pending again.
+        store.release_stale_claims();
+        assert_eq!(store.claim_due(150).len(), 1);
+        let (claimed, r) = store.claim_due(300).pop().unwrap();
+        store.retry(&claimed, r);
+        assert_eq!(store.pending(), 1, "the retried one; the other is still claimed");
+        assert!(dir
+            .path()
+            .join("r/00000000000000000050-x.removal.invalid")
+            .exists());
+    }
+}
