@@ -100,59 +100,113 @@ async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::
     }
 }
 
+/// Standard base64 with padding, as in an HTTP basic-auth header.
 fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
+/// As the original: a GET of `path` over TLS (certificate checked against
+/// the system's CA certificates, or SSL_CERT_FILE / SSL_CERT_DIR), `Host`
+/// set to the configured host, basic auth; only status 200 grants, and
+/// redirects are not followed.
 async fn https_get(user: &str, password: &str, cfg: &HttpsGetConfig) -> bool {
-    let url = format!("https://{}:{}{}", cfg.host, cfg.port, cfg.path);
     let auth = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
-    let host = cfg.host.clone();
-    let user_name = user.to_owned();
-    // Ok(status) for any HTTP answer, Err(reason) when there was none.
-    let result = tokio::task::spawn_blocking(move || {
-        let agent = ureq::AgentBuilder::new().timeout(HTTPS_GET_TIMEOUT).build();
-        match agent
-            .get(&url)
-            .set("Host", &host)
-            .set("User-Agent", "X2Go Session Broker")
-            .set("Authorization", &auth)
-            .call()
-        {
-            Ok(resp) => Ok(resp.status()),
-            Err(ureq::Error::Status(code, _)) => Ok(code),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
-    match result {
+    match tokio::time::timeout(HTTPS_GET_TIMEOUT, https_get_status(cfg, &auth)).await {
         Ok(Ok(200)) => true,
         Ok(Ok(code)) => {
-            log::info!("https_get: user {user_name} refused with HTTP status {code}");
+            log::info!("https_get: user {user} refused with HTTP status {code}");
             false
         }
         Ok(Err(e)) => {
             log::error!("https_get: request failed: {e}");
             false
         }
-        Err(e) => {
-            log::error!("https_get: worker failed: {e}");
+        Err(_) => {
+            log::error!(
+                "https_get: no answer from {}:{} within {HTTPS_GET_TIMEOUT:?}",
+                cfg.host,
+                cfg.port
+            );
             false
         }
     }
+}
+
+/// The trusted CA certificates, read afresh for every request (as Python's
+/// default SSL context is), in a blocking task since it reads files.
+fn tls_client_config() -> Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let certs = rustls_native_certs::load_native_certs()
+        .map_err(|e| format!("cannot load the CA certificates: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _unparsable) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err("no usable CA certificates".into());
+    }
+    Ok(std::sync::Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// Aborts the task driving a connection, however the request ends
+/// (including the timeout dropping it half-way).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One HTTP/1.1 GET over TLS (hyper and rustls as warp builds them); the
+/// status of whatever answer came, `Err` when there was none.
+async fn https_get_status(cfg: &HttpsGetConfig, authorization: &str) -> Result<u16, String> {
+    use hyper::header::{AUTHORIZATION, HOST, USER_AGENT};
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let port: u16 = cfg
+        .port
+        .parse()
+        .map_err(|_| format!("invalid port {:?}", cfg.port))?;
+    let server_name =
+        ServerName::try_from(cfg.host.clone()).map_err(|e| format!("invalid host {:?}: {e}", cfg.host))?;
+    let path = if cfg.path.is_empty() {
+        "/"
+    } else {
+        cfg.path.as_str()
+    };
+    let request = hyper::Request::get(path)
+        .header(HOST, cfg.host.as_str())
+        .header(USER_AGENT, "X2Go Session Broker")
+        .header(AUTHORIZATION, authorization)
+        .body(hyper::Body::empty())
+        .map_err(|e| format!("invalid request for path {path:?}: {e}"))?;
+    let tls = tokio::task::spawn_blocking(tls_client_config)
+        .await
+        .map_err(|e| format!("worker failed: {e}"))??;
+    let tcp = tokio::net::TcpStream::connect((cfg.host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot connect to {}:{port}: {e}", cfg.host))?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {}:{port}: {e}", cfg.host))?;
+    let (mut sender, connection) = hyper::client::conn::handshake(stream)
+        .await
+        .map_err(|e| format!("HTTP with {}:{port}: {e}", cfg.host))?;
+    let _connection = AbortOnDrop(tokio::spawn(async move {
+        let _ = connection.await;
+    }));
+    std::future::poll_fn(|cx| sender.poll_ready(cx))
+        .await
+        .map_err(|e| format!("HTTP with {}:{port}: {e}", cfg.host))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("HTTP with {}:{port}: {e}", cfg.host))?;
+    Ok(response.status().as_u16())
 }
 
 #[cfg(test)]

@@ -18,37 +18,24 @@ pub struct Form {
     fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// Decodes `%XX` escapes with the percent-encoding crate, after checking
+/// that every `%` starts one: `None` when a `%` is not followed by two hex
+/// digits (Python's unquote would keep it literally; the crate would too,
+/// so the check comes first). Used for form fields and the URL path.
+pub fn unescape(s: &[u8]) -> Option<Vec<u8>> {
+    let well_formed = s.iter().enumerate().filter(|(_, b)| **b == b'%').all(|(i, _)| {
+        s.get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    well_formed.then(|| percent_encoding::percent_decode(s).collect())
 }
 
 /// `+` is a space; `%XX` a byte. A `%` not followed by two hex digits is
 /// refused (the original would keep it literally).
 pub fn percent_decode(s: &[u8]) -> Result<Vec<u8>, FormError> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = s.get(i + 1).copied().and_then(hex);
-                let lo = s.get(i + 2).copied().and_then(hex);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push(h << 4 | l),
-                    _ => return Err(FormError::BadPercentEncoding),
-                }
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Ok(out)
+    // `+` first: an escaped `%2B` must stay a plus.
+    let plus_as_space: Vec<u8> = s.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    unescape(&plus_as_space).ok_or(FormError::BadPercentEncoding)
 }
 
 impl Form {
@@ -128,10 +115,28 @@ mod tests {
     }
 
     #[test]
+    fn unescapes_only_well_formed_escapes() {
+        assert_eq!(
+            unescape(b"/plain/a%20b%2Fc%2bd+e").as_deref(),
+            Some(&b"/plain/a b/c+d+e"[..])
+        );
+        assert_eq!(unescape(b"%C3%A9%e9").as_deref(), Some(&b"\xc3\xa9\xe9"[..]));
+        assert_eq!(unescape(b"").as_deref(), Some(&b""[..]));
+        for bad in [&b"%+f"[..], b"%-1", b"% 1", b"%g0", b"%0", b"%", b"a%%41"] {
+            assert_eq!(unescape(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(percent_decode(b"a+%2B+b").unwrap(), b"a + b");
+    }
+
+    #[test]
     fn rejects_bad_input() {
         let mut f = Form::default();
         assert_eq!(f.add_urlencoded(b"a=%zz"), Err(FormError::BadPercentEncoding));
         assert_eq!(f.add_urlencoded(b"a=%4"), Err(FormError::BadPercentEncoding));
+        // A sign is not a hex digit (u8::from_str_radix would take "+f").
+        assert_eq!(f.add_urlencoded(b"a=%+f"), Err(FormError::BadPercentEncoding));
+        assert_eq!(f.add_urlencoded(b"a=%-1"), Err(FormError::BadPercentEncoding));
+        assert_eq!(f.add_urlencoded(b"a=x%"), Err(FormError::BadPercentEncoding));
         let mut f = Form::default();
         f.add_urlencoded(b"user=%ff").unwrap();
         assert_eq!(f.get("user", ""), Err(FormError::NotUtf8("user".into())));

@@ -102,22 +102,10 @@ fn form_error(e: FormError) -> Reply {
     Reply::error(400)
 }
 
-/// Percent-decoding of the URL path (tornado unquotes path arguments).
+/// Percent-decoding of the URL path (tornado unquotes path arguments; a
+/// `+` stays a plus). `None` (400) for a malformed escape or non-UTF-8.
 fn decode_path(path: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(path.len());
-    let b = path.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(form::unescape(path.as_bytes())?).ok()
 }
 
 pub async fn handle(shared: &Shared, req: Request) -> Reply {

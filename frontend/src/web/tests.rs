@@ -162,6 +162,19 @@ async fn malformed_requests_get_4xx() {
 }
 
 #[tokio::test]
+async fn path_escapes_are_decoded_or_refused() {
+    let f = fixture(OPEN, PROFILES, false);
+    // A sign is not a hex digit: `%+f` and `%-1` are malformed, as is a cut-off escape.
+    for path in ["/plain/%+f", "/plain/%-1", "/plain/%2", "/json/x%", "/plain/%ff"] {
+        assert_eq!(post(&f, path, "task=testcon", HERE).await.0, 400, "{path}");
+    }
+    // Well-formed escapes still route: %70 is "p", %2F "/", %69 "i".
+    for path in ["/%70lain%2F", "/plain/%69nifile", "/json/%69%6E%69%66%69%6C%65/"] {
+        assert_eq!(post(&f, path, "task=testcon", HERE).await.0, 200, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn password_then_cookie_chain() {
     let f = fixture(NONE_AUTH, PROFILES, false);
     assert_eq!(

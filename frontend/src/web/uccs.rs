@@ -90,36 +90,19 @@ fn decode_basic(header: Option<&str>) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// Standard alphabet; padding may be there or not (as clients send it
+/// either way) and unused trailing bits are ignored (as Python's
+/// `base64.b64decode`).
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= value(*c)? << (18 - 6 * i);
-        }
-        out.push((n >> 16) as u8);
-        if chunk.len() > 2 {
-            out.push((n >> 8) as u8);
-        }
-        if chunk.len() > 3 {
-            out.push(n as u8);
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(s).ok()
 }
 
 pub async fn api(
@@ -282,7 +265,10 @@ mod tests {
         assert_eq!(decode_basic(None), None);
         assert_eq!(base64_decode("YWJj"), Some(b"abc".to_vec()));
         assert_eq!(base64_decode("YWI="), Some(b"ab".to_vec()));
+        assert_eq!(base64_decode("YWI"), Some(b"ab".to_vec()));
+        assert_eq!(base64_decode("YWJ="), Some(b"ab".to_vec()));
         assert_eq!(base64_decode("!!!!"), None);
+        assert_eq!(base64_decode("Y"), None);
     }
 
     #[test]
