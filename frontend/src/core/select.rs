@@ -158,15 +158,29 @@ pub async fn select_session(
     let mut server_name = server_list[0].clone();
     let mut server_port = sel.sshport;
     let mut server_addr;
-    let mut session_list: Vec<SessionLine> = match agent.with_user() {
-        Some((a, user)) => a.list_sessions(user).await.unwrap_or_else(|e| {
-            log::warn!("listing the sessions of {user}: {e}");
-            Vec::new()
-        }),
-        None => Vec::new(),
+    // The session counts are asked for together with the user's sessions
+    // (the original asks later, only when the user has no session): one
+    // round trip instead of two, and the query has no side effects.
+    let (mut session_list, mut busy): (Vec<SessionLine>, Option<Vec<(String, i64)>>) = match agent.with_user()
+    {
+        Some((a, user)) => {
+            let counts = async {
+                if server_list.len() >= 2 {
+                    Some(a.find_busy_servers(user).await)
+                } else {
+                    None
+                }
+            };
+            let (sessions, counts) = tokio::join!(a.list_sessions(user), counts);
+            let sessions = sessions.unwrap_or_else(|e| {
+                log::warn!("listing the sessions of {user}: {e}");
+                Vec::new()
+            });
+            (sessions, counts.and_then(Result::ok))
+        }
+        None => (Vec::new(), None),
     };
     let mut session_info: Option<String> = None;
-    let mut busy: Option<Vec<(String, i64)>> = None;
     loop {
         // `localhost` entries move to the end under this host's name.
         let locals = server_list.iter().filter(|h| *h == "localhost").count();

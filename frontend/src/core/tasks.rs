@@ -207,6 +207,14 @@ impl TaskContext<'_> {
                     })
                     .collect();
                 candidates.shuffle(&mut rand::thread_rng());
+                // One that answered a moment ago needs no new ping (warm
+                // requests then pay one round trip, not two).
+                if let Some(agent) = candidates
+                    .iter()
+                    .find(|a| matches!(a, Agent::Remote(r) if r.answered_recently()))
+                {
+                    return AgentFor::Ready(agent.clone());
+                }
                 // Dropping the set stops the pings still running.
                 let mut pings = tokio::task::JoinSet::new();
                 for agent in candidates {

@@ -20,8 +20,8 @@ use crate::core::portscan::{PortScanner, TcpPortScanner};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 /// The OpenSSH client; never looked up through PATH.
@@ -35,6 +35,16 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The private keys whose presence enables mode SSH (the original looks
 /// for the first three; ed25519 is ours).
 pub const BROKER_KEY_FILES: &[&str] = &["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
+
+/// An agent that answered this recently is used without a new `ping`.
+pub const ANSWERED_RECENTLY: Duration = Duration::from_secs(10);
+
+/// An agent: host name, address, port.
+type AgentKey = (String, String, u16);
+/// When each agent last answered.
+static LAST_ANSWER: Mutex<Vec<(AgentKey, Instant)>> = Mutex::new(Vec::new());
+/// Bound on [`LAST_ANSWER`]: agents are the configured servers.
+const MAX_REMEMBERED: usize = 4096;
 
 /// The original's host key policy (paramiko's MissingHostKeyPolicy names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +234,32 @@ fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
 use std::os::unix::fs::DirBuilderExt;
 
 impl RemoteAgent {
+    fn key(&self) -> AgentKey {
+        (self.hostname.clone(), self.hostaddr.clone(), self.port)
+    }
+
+    /// Remembers whether a call reached the agent.
+    fn note_answer(&self, reached: bool) {
+        let Ok(mut seen) = LAST_ANSWER.lock() else { return };
+        let key = self.key();
+        seen.retain(|(k, _)| *k != key);
+        if reached {
+            if seen.len() >= MAX_REMEMBERED {
+                seen.remove(0);
+            }
+            seen.push((key, Instant::now()));
+        }
+    }
+
+    /// The agent answered within [`ANSWERED_RECENTLY`].
+    pub fn answered_recently(&self) -> bool {
+        let key = self.key();
+        LAST_ANSWER.lock().is_ok_and(|seen| {
+            seen.iter()
+                .any(|(k, at)| *k == key && at.elapsed() < ANSWERED_RECENTLY)
+        })
+    }
+
     /// Where to connect: the host name if its port answers, else the
     /// address (the original's order).
     async fn target(&self) -> Result<&str, AgentError> {
@@ -280,6 +316,12 @@ impl RemoteAgent {
 
     pub async fn call(&self, user: &str, task: &str, args: &[&str]) -> Result<Answer, AgentError> {
         let command = remote_command_line(&self.agent_cmd, user, task, args)?;
+        let result = self.run(command).await;
+        self.note_answer(result.is_ok());
+        result
+    }
+
+    async fn run(&self, command: String) -> Result<Answer, AgentError> {
         let target = self.target().await?;
         log::info!(
             "executing agent command on remote host {} ({target}:{}): {command}",
