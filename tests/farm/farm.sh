@@ -80,6 +80,17 @@ wait_for() { # description, command...
 
 not() { ! "$@"; }
 
+none_alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+
+# PIDs of all processes in the mount namespace of process $1.
+ns_pids() {
+  local ns p; ns=$(readlink "/proc/$1/ns/mnt") || return 0
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
 pg_bin() {
   local d
   d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -342,7 +353,10 @@ write_known_hosts() {
   chmod 644 "$FARM_DIR/known_hosts"
   # the broker account's own known_hosts (a marked block)
   install -d -o "$BROKER_USER" -g "$gid" -m 700 "$bh/.ssh"
-  [ -f "$bh/.ssh/known_hosts" ] || install -o "$BROKER_USER" -g "$gid" -m 644 /dev/null "$bh/.ssh/known_hosts"
+  if [ ! -f "$bh/.ssh/known_hosts" ]; then
+    install -o "$BROKER_USER" -g "$gid" -m 644 /dev/null "$bh/.ssh/known_hosts"
+    touch "$FARM_DIR/known-hosts.created-by-farm"
+  fi
   set_block "$bh/.ssh/known_hosts" < "$FARM_DIR/known_hosts"
   # alternative broker homes: key + known_hosts without server N's key
   install -d -m 755 "$FARM_DIR/broker-homes"
@@ -443,23 +457,33 @@ cmd_up() {
 
 cmd_down() {
   need_root
-  local i d
+  local i d all=()
+  # Everything still running inside the servers' namespaces (holders, sshds,
+  # agent calls, sessions started by clients): SIGTERM to all at once (sshd
+  # takes a moment to act on it), then wait, SIGKILL what is left.
   for i in $(servers); do
     d=$(sdir "$i")
-    [ -d "$d" ] || continue
-    stop_sshd "$i" || true
-    if pid_alive "$d/holder.pid"; then
-      local pid; pid=$(cat "$d/holder.pid")
-      kill "$pid" 2>/dev/null || true
-      wait_for "namespace holder of server $i to exit" not kill -0 "$pid" 2>/dev/null
-    fi
+    if pid_alive "$d/holder.pid"; then all+=($(ns_pids "$(cat "$d/holder.pid")")); fi
+    if pid_alive "$d/sshd.pid"; then all+=("$(cat "$d/sshd.pid")"); fi
   done
-  # ssh sessions still running inside a server namespace (processes of farm
-  # users whose mount namespace is one of ours)
+  if [ ${#all[@]} -gt 0 ]; then
+    kill "${all[@]}" 2>/dev/null || true
+    local end=$((SECONDS + DEADLINE))
+    until none_alive "${all[@]}"; do
+      if [ $SECONDS -ge $end ]; then kill -KILL "${all[@]}" 2>/dev/null || true; break; fi
+      sleep 0.1
+    done
+  fi
+  for i in $(servers); do rm -f "$(sdir "$i")/sshd.pid" "$(sdir "$i")/holder.pid"; done
   pg_stop
   set_block /etc/hosts </dev/null
   local bh; bh=$(broker_home)
-  [ -f "$bh/.ssh/known_hosts" ] && set_block "$bh/.ssh/known_hosts" </dev/null
+  if [ -f "$bh/.ssh/known_hosts" ]; then
+    set_block "$bh/.ssh/known_hosts" </dev/null
+    if [ -f "$FARM_DIR/known-hosts.created-by-farm" ] && [ ! -s "$bh/.ssh/known_hosts" ]; then
+      rm -f "$bh/.ssh/known_hosts"
+    fi
+  fi
   if [ -f "$FARM_DIR/broker-key.created-by-farm" ]; then
     rm -f "$bh/.ssh/id_rsa" "$bh/.ssh/id_rsa.pub"
   fi
