@@ -29,7 +29,7 @@ HOSTS_BEGIN="# x2gofarm begin (tests/farm/farm.sh; removed by farm.sh down)"
 HOSTS_END="# x2gofarm end"
 DEADLINE=${FARM_DEADLINE:-30}   # seconds any single wait may take
 
-PACKAGES=(x2goserver x2goserver-xsession x2gobroker-agent sudo postgresql libdbd-pg-perl
+PACKAGES=(x2goserver x2goserver-xsession x2gobroker-agent x2gobroker sudo postgresql libdbd-pg-perl
           openssh-server openssh-client xvfb pwgen iproute2 util-linux procps)
 
 die() { echo "farm.sh: $*" >&2; exit 1; }
