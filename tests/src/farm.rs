@@ -92,7 +92,9 @@ fn run_script(script: &Path, args: &[&str]) -> Result<String, String> {
 
 /// `key=value key=value` fields of one summary line.
 fn fields(line: &str) -> BTreeMap<&str, &str> {
-    line.split_whitespace().filter_map(|f| f.split_once('=')).collect()
+    line.split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .collect()
 }
 
 impl Farm {
@@ -114,7 +116,9 @@ impl Farm {
         for line in summary.lines() {
             let f = fields(line);
             let get = |k: &str| -> Result<&str, String> {
-                f.get(k).copied().ok_or_else(|| format!("summary line without {k}: {line}"))
+                f.get(k)
+                    .copied()
+                    .ok_or_else(|| format!("summary line without {k}: {line}"))
             };
             match line.split_once('=').map(|(k, _)| k) {
                 Some("farm_dir") => farm.dir = PathBuf::from(get("farm_dir")?),
@@ -137,7 +141,11 @@ impl Farm {
                 Some("broker_home") => farm.broker_home = PathBuf::from(get("broker_home")?),
                 Some("broker_key") => farm.broker_key = PathBuf::from(get("broker_key")?),
                 Some("users") => {
-                    farm.users = get("users")?.split(',').filter(|u| !u.is_empty()).map(str::to_owned).collect()
+                    farm.users = get("users")?
+                        .split(',')
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_owned)
+                        .collect()
                 }
                 Some("state") => state = Some(get("state")?.to_owned()),
                 _ => {}
@@ -147,7 +155,10 @@ impl Farm {
             return Err(format!("farm is not up (state={state:?}):\n{summary}"));
         }
         if farm.servers.len() < 3 {
-            return Err(format!("farm has {} servers, want at least 3:\n{summary}", farm.servers.len()));
+            return Err(format!(
+                "farm has {} servers, want at least 3:\n{summary}",
+                farm.servers.len()
+            ));
         }
         Ok(farm)
     }
@@ -210,7 +221,10 @@ impl Farm {
                 }
             }
         }
-        Ok(FarmGuard { farm: self, _guard: guard })
+        Ok(FarmGuard {
+            farm: self,
+            _guard: guard,
+        })
     }
 
     pub fn server(&self, index: usize) -> &FarmServer {
@@ -236,7 +250,10 @@ impl Farm {
     /// Registers a session of `user` on server `index` with x2goserver's own
     /// tools; returns the session id.
     pub fn add_session(&self, index: usize, user: &str, status: Status) -> Result<String, String> {
-        let out = run_script(&self.script, &["session", &index.to_string(), user, status.letter()])?;
+        let out = run_script(
+            &self.script,
+            &["session", &index.to_string(), user, status.letter()],
+        )?;
         out.lines()
             .last()
             .map(str::to_owned)
@@ -268,7 +285,10 @@ impl Farm {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let mut lines = stdout.lines();
         if !out.status.success() || !stderr.is_empty() || lines.next() != Some("OK") {
-            return Err(format!("agent {task} on server {index}: {}\n{stdout}{stderr}", out.status));
+            return Err(format!(
+                "agent {task} on server {index}: {}\n{stdout}{stderr}",
+                out.status
+            ));
         }
         Ok(lines.filter(|l| !l.is_empty()).map(str::to_owned).collect())
     }
@@ -291,7 +311,11 @@ impl Farm {
     /// The `.ssh` directory (broker key + known_hosts without server `name`'s key)
     /// to bind-mount over the broker account's `~/.ssh`.
     pub fn ssh_dir_without(&self, name: &str) -> &Path {
-        &self.without.get(name).unwrap_or_else(|| panic!("no server {name}")).1
+        &self
+            .without
+            .get(name)
+            .unwrap_or_else(|| panic!("no server {name}"))
+            .1
     }
 
     /// sshd log of server `index`.
@@ -345,10 +369,19 @@ mod tests {
         let f = Farm::parse(Path::new("/x/farm.sh"), summary).unwrap();
         assert_eq!(f.servers.len(), 3);
         assert_eq!(f.server(2).addr, "127.0.0.12");
-        assert_eq!(f.profile_hosts(), "xfarm1 (127.0.0.11:2222), xfarm2 (127.0.0.12:2222), xfarm3 (127.0.0.13:2222)");
-        assert_eq!(f.ssh_dir_without("xfarm2"), Path::new("/f/bh/without-xfarm2/.ssh"));
+        assert_eq!(
+            f.profile_hosts(),
+            "xfarm1 (127.0.0.11:2222), xfarm2 (127.0.0.12:2222), xfarm3 (127.0.0.13:2222)"
+        );
+        assert_eq!(
+            f.ssh_dir_without("xfarm2"),
+            Path::new("/f/bh/without-xfarm2/.ssh")
+        );
         assert_eq!(f.users, ["xbt-alice", "xbt-bob"]);
-        assert_eq!(f.authorized_keys_path(3, "xbt-bob"), Path::new("/f/srv3/home/xbt-bob/.x2go/authorized_keys"));
+        assert_eq!(
+            f.authorized_keys_path(3, "xbt-bob"),
+            Path::new("/f/srv3/home/xbt-bob/.x2go/authorized_keys")
+        );
         assert!(Farm::parse(Path::new("/x"), &summary.replace("state=up", "state=down")).is_err());
     }
 }

@@ -37,7 +37,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("least_busy_server", least_busy),
     ("server_with_sshd_down_is_skipped", sshd_down_skipped),
     ("unknown_host_key_is_refused", unknown_host_key_refused),
-    ("autologin_key_deployed_on_chosen_server_then_removed", autologin_key),
+    (
+        "autologin_key_deployed_on_chosen_server_then_removed",
+        autologin_key,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -105,7 +108,12 @@ my-cookie-file = %DIR%/authid
 impl FarmBroker {
     /// `profiles` may use `%HOSTS%` (all farm servers). `ssh_dir` replaces the
     /// broker account's `~/.ssh` (another known_hosts).
-    fn start(kind: BrokerKind, farm: &Farm, profiles: &str, ssh_dir: Option<&Path>) -> Result<FarmBroker, String> {
+    fn start(
+        kind: BrokerKind,
+        farm: &Farm,
+        profiles: &str,
+        ssh_dir: Option<&Path>,
+    ) -> Result<FarmBroker, String> {
         let dir = TempDir::new("farm")?;
         let d = dir.path();
         let cookies = d.join("cookies");
@@ -130,7 +138,10 @@ impl FarmBroker {
             args: Vec::new(),
         };
         let port = broker::free_port(Listen::Ipv4)?;
-        let run_as = RunAs { user: &farm.broker_user, ssh_dir };
+        let run_as = RunAs {
+            user: &farm.broker_user,
+            ssh_dir,
+        };
         let running = broker::start_broker_as(&setup, port, Some(&run_as))?;
         Ok(FarmBroker {
             addr: broker::loopback(Listen::Ipv4, port),
@@ -149,10 +160,7 @@ impl FarmBroker {
         let req = Outgoing {
             method: "POST",
             path: "/plain/",
-            headers: vec![(
-                "Content-Type".into(),
-                "application/x-www-form-urlencoded".into(),
-            )],
+            headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
             body: Some(body),
         };
         let resp = http::send(self.addr, &req, http::DEFAULT_TIMEOUT)?
@@ -206,7 +214,9 @@ fn resume_suspended(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
     let info = session_info(&body).ok_or_else(|| format!("no SESSION_INFO:\n{body}"))?;
     let f: Vec<&str> = info.split('|').collect();
     if f.len() < 12 || f[1] != sid || f[3] != farm.server(2).name || f[4] != "S" || f[11] != "xbt-alice" {
-        return Err(format!("SESSION_INFO is not alice's suspended session {sid} on server 2:\n{body}"));
+        return Err(format!(
+            "SESSION_INFO is not alice's suspended session {sid} on server 2:\n{body}"
+        ));
     }
     Ok(())
 }
@@ -224,7 +234,10 @@ fn take_over_running(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
     }
     // The session DB says suspended now (x2gochangestatus via the agent's suspendsession).
     let sessions = farm.sessions(1, "xbt-alice")?;
-    if !sessions.iter().any(|s| s.contains(&format!("|{sid}|")) && s.contains("|S|")) {
+    if !sessions
+        .iter()
+        .any(|s| s.contains(&format!("|{sid}|")) && s.contains("|S|"))
+    {
         return Err(format!("session {sid} is not suspended in the DB: {sessions:?}"));
     }
     Ok(())
@@ -287,7 +300,9 @@ broker-session-autologin = true
     let body = b.select("xbt-alice", "only2")?;
     expect_server(&body, farm, 2)?;
     if let Some(info) = session_info(&body) {
-        return Err(format!("the agent behind an unknown host key was used: SESSION_INFO {info}"));
+        return Err(format!(
+            "the agent behind an unknown host key was used: SESSION_INFO {info}"
+        ));
     }
     let body = b.select("xbt-alice", "only2auto")?;
     expect_server(&body, farm, 2)?;
@@ -310,14 +325,19 @@ broker-session-autologin = true
     let b = FarmBroker::start(kind, farm, &profiles, None)?;
     let body = b.select("xbt-alice", "only2")?;
     if !session_info(&body).is_some_and(|i| i.contains(&format!("|{sid}|"))) {
-        return Err(format!("control with the full known_hosts did not find {sid}:\n{body}"));
+        return Err(format!(
+            "control with the full known_hosts did not find {sid}:\n{body}"
+        ));
     }
     Ok(())
 }
 
 fn accepted_broker_logins(farm: &Farm, index: usize) -> usize {
     let needle = format!("Accepted publickey for {} ", farm.broker_user);
-    farm.sshd_log(index).lines().filter(|l| l.contains(&needle)).count()
+    farm.sshd_log(index)
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count()
 }
 
 /// Auto-login: the answer carries a private key, its public key is in the
@@ -347,7 +367,9 @@ broker-session-autologin = true
         .lines()
         .find(|l| l.contains(&public))
         .ok_or_else(|| format!("public key not in server 2's authorized_keys:\n{on2}"))?;
-    if !line.starts_with("no-X11-forwarding,no-pty,no-user-rc ssh-rsa ") || !line.ends_with(" xbt-alice@127.0.0.1") {
+    if !line.starts_with("no-X11-forwarding,no-pty,no-user-rc ssh-rsa ")
+        || !line.ends_with(" xbt-alice@127.0.0.1")
+    {
         return Err(format!("unexpected authorized_keys line: {line}"));
     }
     for other in [1, 3] {
@@ -359,7 +381,10 @@ broker-session-autologin = true
         (!farm.authorized_keys(2, "xbt-alice").contains(&public)).then_some(())
     })
     .map_err(|e| format!("{e}\n{}", b.running.log_tail()))?;
-    eprintln!("farm: auto-login key removed {:.1?} after the answer", handed_out.elapsed());
+    eprintln!(
+        "farm: auto-login key removed {:.1?} after the answer",
+        handed_out.elapsed()
+    );
     Ok(())
 }
 

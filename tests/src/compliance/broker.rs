@@ -337,7 +337,11 @@ pub struct RunAs<'a> {
 
 /// Runs the original as `run_as.user` (our daemon is started as by
 /// [`start_broker`]); `None` is [`start_broker`].
-pub fn start_broker_as(setup: &BrokerSetup<'_>, port: u16, run_as: Option<&RunAs<'_>>) -> Result<Running, String> {
+pub fn start_broker_as(
+    setup: &BrokerSetup<'_>,
+    port: u16,
+    run_as: Option<&RunAs<'_>>,
+) -> Result<Running, String> {
     let mut running = spawn_broker_as(setup, port, run_as)?;
     let addr = loopback(setup.listen, port);
     running.wait_until(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())?;
@@ -357,14 +361,25 @@ fn original_command_as(run_as: &RunAs<'_>) -> Result<Command, String> {
     c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"]);
     match run_as.ssh_dir {
         Some(src) => {
-            c.arg(PRIVATE_HOME_SCRIPT).arg("sh").arg(src).arg(home.join(".ssh"));
+            c.arg(PRIVATE_HOME_SCRIPT)
+                .arg("sh")
+                .arg(src)
+                .arg(home.join(".ssh"));
         }
         None => {
             c.arg("exec \"$@\"").arg("sh");
         }
     }
-    c.args(["setpriv", "--reuid", run_as.user, "--regid", run_as.user, "--init-groups", "--"])
-        .arg(SYSTEM_PYTHON);
+    c.args([
+        "setpriv",
+        "--reuid",
+        run_as.user,
+        "--regid",
+        run_as.user,
+        "--init-groups",
+        "--",
+    ])
+    .arg(SYSTEM_PYTHON);
     Ok(c)
 }
 
@@ -372,7 +387,11 @@ fn spawn_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, String> {
     spawn_broker_as(setup, port, None)
 }
 
-fn spawn_broker_as(setup: &BrokerSetup<'_>, port: u16, run_as: Option<&RunAs<'_>>) -> Result<Running, String> {
+fn spawn_broker_as(
+    setup: &BrokerSetup<'_>,
+    port: u16,
+    run_as: Option<&RunAs<'_>>,
+) -> Result<Running, String> {
     let bind = match setup.listen {
         Listen::Ipv4 => format!("127.0.0.1:{port}"),
         Listen::Ipv6 => format!("[::1]:{port}"),
