@@ -25,8 +25,8 @@ FARM_NAME_PREFIX=${FARM_NAME_PREFIX:-xfarm}
 BROKER_USER=${X2GOBROKER_AGENT_USER:-x2gobroker}
 AGENT=/usr/lib/x2go/x2gobroker-agent
 X2GO_LIB=/usr/lib/x2go
-HOSTS_BEGIN="# x2gofarm begin (tests/farm/farm.sh; removed by farm.sh down)"
-HOSTS_END="# x2gofarm end"
+HOSTS_BEGIN="# x2gofarm $FARM_NAME_PREFIX begin (tests/farm/farm.sh; removed by farm.sh down)"
+HOSTS_END="# x2gofarm $FARM_NAME_PREFIX end"
 DEADLINE=${FARM_DEADLINE:-30}   # seconds any single wait may take
 
 PACKAGES=(x2goserver x2goserver-xsession x2gobroker-agent x2gobroker sudo postgresql libdbd-pg-perl
@@ -119,7 +119,10 @@ set_block() { # file, content (stdin; empty = remove)
   local file=$1 content rest
   content=$(cat)
   [ -f "$file" ] || { [ -n "$content" ] || return 0; : > "$file"; }
-  rest=$(awk -v b="$HOSTS_BEGIN" -v e="$HOSTS_END" '$0==b{skip=1;next} $0==e{skip=0;next} !skip' "$file")
+  # (also drops a block with the markers of the first version, without the prefix)
+  rest=$(awk -v b="$HOSTS_BEGIN" -v e="$HOSTS_END" \
+    -v lb="# x2gofarm begin (tests/farm/farm.sh; removed by farm.sh down)" -v le="# x2gofarm end" \
+    '$0==b||$0==lb{skip=1;next} $0==e||$0==le{skip=0;next} !skip' "$file")
   {
     [ -n "$rest" ] && printf '%s\n' "$rest"
     if [ -n "$content" ]; then printf '%s\n%s\n%s\n' "$HOSTS_BEGIN" "$content" "$HOSTS_END"; fi
@@ -501,7 +504,9 @@ next_display() {
   local f="$FARM_DIR/next-display" n
   exec 9>"$f.lock"
   flock 9
-  n=$(cat "$f" 2>/dev/null || echo 50)
+  # from 500: real sessions (x2gostartagent) take displays from 50 upwards,
+  # and the session DB wants displays unique
+  n=$(cat "$f" 2>/dev/null || echo 500)
   echo $((n + 1)) > "$f"
   exec 9>&-
   echo "$n"
