@@ -206,11 +206,22 @@ impl Farm {
         }
     }
 
-    /// Exclusive use of the farm (one shared session DB) for one test, reset
+    /// Exclusive use of the farm (one shared session DB) for one test (a
+    /// mutex in this process, `flock` on `$FARM_DIR/tests.lock` across processes), reset
     /// to a clean state: no sessions, every sshd running, no auto-login keys.
     pub fn exclusive(&'static self) -> Result<FarmGuard, String> {
         static LOCK: Mutex<()> = Mutex::new(());
         let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        // ... and across processes (other test binaries using the same farm).
+        let path = self.dir.join("tests.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| format!("lock {}: {e}", path.display()))?;
         self.clear_sessions()?;
         for s in &self.servers {
             self.start_sshd(s.index)?;
@@ -223,6 +234,7 @@ impl Farm {
         }
         Ok(FarmGuard {
             farm: self,
+            _flock: flock,
             _guard: guard,
         })
     }
@@ -327,6 +339,7 @@ impl Farm {
 /// Held while a test uses the farm.
 pub struct FarmGuard {
     pub farm: &'static Farm,
+    _flock: nix::fcntl::Flock<std::fs::File>,
     _guard: MutexGuard<'static, ()>,
 }
 
