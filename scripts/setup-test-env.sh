@@ -10,6 +10,7 @@ PACKAGES=(
   openssh-server openssh-client systemd procps iproute2 curl
   python3-x2gobroker x2gobroker x2gobroker-daemon x2gobroker-authservice x2gobroker-ssh
   pyhoca-cli wrk hyperfine
+  x2goserver x2goserver-xsession x2gobroker-agent sudo postgresql libdbd-pg-perl xvfb pwgen
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

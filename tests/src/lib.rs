@@ -3,6 +3,9 @@
 /// Compliance suite support: scenario files run against the original and against ours.
 pub mod compliance;
 
+/// The X2Go server farm fixture (tests/farm/farm.sh): real servers, agents, session DB.
+pub mod farm;
+
 /// Auth helper test support: start helper instances on temp sockets, clients, probes.
 pub mod helper;
 

@@ -321,20 +321,87 @@ pub fn start_auth_service(kind: BrokerKind, dir: &Path, socket: &Path) -> Result
 
 /// Starts the broker and waits until its port accepts connections.
 pub fn start_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, String> {
-    let mut running = spawn_broker(setup, port)?;
+    start_broker_as(setup, port, None)
+}
+
+/// How the original runs as its daemon user, as agent query mode SSH needs it:
+/// it resets HOME to the passwd home of its effective user (defaults.py) and
+/// takes its SSH key and known_hosts from `~/.ssh` there.
+pub struct RunAs<'a> {
+    /// The account (`x2gobroker`).
+    pub user: &'a str,
+    /// Bind-mounted over that account's `~/.ssh` in a private mount namespace
+    /// (another known_hosts), or `None` for the real one.
+    pub ssh_dir: Option<&'a Path>,
+}
+
+/// Runs the original as `run_as.user` (our daemon is started as by
+/// [`start_broker`]); `None` is [`start_broker`].
+pub fn start_broker_as(
+    setup: &BrokerSetup<'_>,
+    port: u16,
+    run_as: Option<&RunAs<'_>>,
+) -> Result<Running, String> {
+    let mut running = spawn_broker_as(setup, port, run_as)?;
     let addr = loopback(setup.listen, port);
     running.wait_until(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())?;
     Ok(running)
 }
 
+/// `unshare` + `setpriv` prefix running the original as `run_as.user`.
+fn original_command_as(run_as: &RunAs<'_>) -> Result<Command, String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
+    let home = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[0] == run_as.user)
+        .map(|f| PathBuf::from(f[5]))
+        .ok_or_else(|| format!("no account {}", run_as.user))?;
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"]);
+    match run_as.ssh_dir {
+        Some(src) => {
+            c.arg(PRIVATE_HOME_SCRIPT)
+                .arg("sh")
+                .arg(src)
+                .arg(home.join(".ssh"));
+        }
+        None => {
+            c.arg("exec \"$@\"").arg("sh");
+        }
+    }
+    c.args([
+        "setpriv",
+        "--reuid",
+        run_as.user,
+        "--regid",
+        run_as.user,
+        "--init-groups",
+        "--",
+    ])
+    .arg(SYSTEM_PYTHON);
+    Ok(c)
+}
+
 fn spawn_broker(setup: &BrokerSetup<'_>, port: u16) -> Result<Running, String> {
+    spawn_broker_as(setup, port, None)
+}
+
+fn spawn_broker_as(
+    setup: &BrokerSetup<'_>,
+    port: u16,
+    run_as: Option<&RunAs<'_>>,
+) -> Result<Running, String> {
     let bind = match setup.listen {
         Listen::Ipv4 => format!("127.0.0.1:{port}"),
         Listen::Ipv6 => format!("[::1]:{port}"),
     };
     let mut cmd = match setup.kind {
         BrokerKind::Original => {
-            let mut c = original_command(setup.dir)?;
+            let mut c = match run_as {
+                Some(r) => original_command_as(r)?,
+                None => original_command(setup.dir)?,
+            };
             match setup.listen {
                 Listen::Ipv4 => c.arg(ORIGINAL_BROKER),
                 Listen::Ipv6 => c.arg("-c").arg(ORIGINAL_IPV6_SHIM),

@@ -1,0 +1,412 @@
+//! Agent query mode SSH against a real X2Go server farm (tests/farm/farm.sh):
+//! three servers with sshd, x2goserver and x2gobroker-agent on 127.0.0.11-13,
+//! one PostgreSQL session DB. The broker named by BROKER_UNDER_TEST runs as
+//! its daemon user and reaches the agents over SSH with RejectPolicy.
+//!
+//! `BROKER_UNDER_TEST=original cargo test -p x2gobroker-systemtests --test farm` (as root).
+//! With `ours` (the default) every scenario is reported as ignored, with a
+//! message: our broker does not implement agent query mode SSH yet.
+//! `--include-ignored` runs them against ours anyway. FARM_KEEP=1 leaves the
+//! farm running afterwards (it is stopped only if this run started it).
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use x2gobroker_systemtests::compliance::broker::{self, BrokerKind, BrokerSetup, RunAs, Running, TempDir};
+use x2gobroker_systemtests::compliance::http::{self, form_encode, Outgoing};
+use x2gobroker_systemtests::compliance::scenario::Listen;
+use x2gobroker_systemtests::farm::{poll, Farm, FarmGuard, Status};
+
+const AGENT: &str = "/usr/lib/x2go/x2gobroker-agent";
+/// The original removes an auto-login key 20 s after handing it out
+/// (base_broker.py select_session: delete_authorized_key(delay_deletion=20)).
+const KEY_REMOVAL_DEADLINE: Duration = Duration::from_secs(60);
+/// Requests per load-balancing check: the original picks its agent host at random.
+const REPEAT: usize = 3;
+
+type Scenario = fn(BrokerKind, &FarmGuard) -> Result<(), String>;
+
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("resume_suspended_session_on_server_2", resume_suspended),
+    ("take_over_running_session", take_over_running),
+    ("least_busy_server", least_busy),
+    ("server_with_sshd_down_is_skipped", sshd_down_skipped),
+    ("unknown_host_key_is_refused", unknown_host_key_refused),
+    (
+        "autologin_key_deployed_on_chosen_server_then_removed",
+        autologin_key,
+    ),
+];
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let kind = match BrokerKind::from_env() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let skip = match kind {
+        BrokerKind::Ours => Some("our broker does not implement agent query mode SSH yet"),
+        BrokerKind::Original => None,
+    };
+    if let Some(why) = skip {
+        eprintln!(
+            "farm: SKIPPING the farm scenarios for BROKER_UNDER_TEST=ours: {why} \
+             (BROKER_UNDER_TEST=original runs them; --include-ignored forces them)"
+        );
+    }
+    let trials = SCENARIOS
+        .iter()
+        .map(|&(name, scenario)| {
+            Trial::test(name, move || run(kind, scenario))
+                .with_kind(kind.name())
+                .with_ignored_flag(skip.is_some())
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(farm) = Farm::started() {
+        if let Err(e) = farm.down_if_started() {
+            eprintln!("farm: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    conclusion.exit_code()
+}
+
+fn run(kind: BrokerKind, scenario: Scenario) -> Result<(), Failed> {
+    let farm = Farm::up().map_err(|e| format!("farm not available: {e}"))?;
+    let guard = farm.exclusive()?;
+    scenario(kind, &guard).map_err(Failed::from)
+}
+
+// ------------------------------------------------------------------ broker
+
+/// The broker under test with agent query mode SSH on the farm.
+struct FarmBroker {
+    addr: SocketAddr,
+    running: Running,
+    _dir: TempDir,
+}
+
+const CONFIG: &str = "[global]
+require-password = false
+default-auth-mech = none
+default-agent-query-mode = SSH
+default-agent-hostkey-policy = RejectPolicy
+default-portscan-x2goservers = true
+cookie-directory = %DIR%/cookies
+my-cookie-file = %DIR%/authid
+";
+
+impl FarmBroker {
+    /// `profiles` may use `%HOSTS%` (all farm servers). `ssh_dir` replaces the
+    /// broker account's `~/.ssh` (another known_hosts).
+    fn start(
+        kind: BrokerKind,
+        farm: &Farm,
+        profiles: &str,
+        ssh_dir: Option<&Path>,
+    ) -> Result<FarmBroker, String> {
+        let dir = TempDir::new("farm")?;
+        let d = dir.path();
+        let cookies = d.join("cookies");
+        std::fs::create_dir_all(&cookies).map_err(|e| e.to_string())?;
+        let user = nix::unistd::User::from_name(&farm.broker_user)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no account {}", farm.broker_user))?;
+        nix::unistd::chown(&cookies, Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
+        let config = d.join("x2gobroker.conf");
+        let profiles_path = d.join("sessionprofiles.conf");
+        std::fs::write(&config, CONFIG.replace("%DIR%", &d.to_string_lossy())).map_err(|e| e.to_string())?;
+        std::fs::write(&profiles_path, profiles.replace("%HOSTS%", &farm.profile_hosts()))
+            .map_err(|e| e.to_string())?;
+        let setup = BrokerSetup {
+            kind,
+            dir: d,
+            config: &config,
+            profiles: &profiles_path,
+            auth_socket: &d.join("auth.sock"),
+            listen: Listen::Ipv4,
+            env: vec![("X2GOBROKER_AGENT_CMD".into(), AGENT.into())],
+            args: Vec::new(),
+        };
+        let port = broker::free_port(Listen::Ipv4)?;
+        let run_as = RunAs {
+            user: &farm.broker_user,
+            ssh_dir,
+        };
+        let running = broker::start_broker_as(&setup, port, Some(&run_as))?;
+        Ok(FarmBroker {
+            addr: broker::loopback(Listen::Ipv4, port),
+            running,
+            _dir: dir,
+        })
+    }
+
+    /// `task=selectsession` on /plain/; the body of a 200 answer.
+    fn select(&self, user: &str, profile: &str) -> Result<String, String> {
+        let body = format!(
+            "user={}&task=selectsession&sid={}",
+            form_encode(user),
+            form_encode(profile)
+        );
+        let req = Outgoing {
+            method: "POST",
+            path: "/plain/",
+            headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
+            body: Some(body),
+        };
+        let resp = http::send(self.addr, &req, http::DEFAULT_TIMEOUT)?
+            .ok_or_else(|| format!("no answer to selectsession\n{}", self.running.log_tail()))?;
+        if resp.status != 200 {
+            return Err(format!(
+                "selectsession: HTTP {}\n{}\n{}",
+                resp.status,
+                resp.body,
+                self.running.log_tail()
+            ));
+        }
+        Ok(resp.body)
+    }
+}
+
+/// The `SERVER:` line of a plain selectsession answer.
+fn server_line(body: &str) -> Option<&str> {
+    body.lines().find_map(|l| l.strip_prefix("SERVER:"))
+}
+
+fn session_info(body: &str) -> Option<&str> {
+    body.lines().find_map(|l| l.strip_prefix("SESSION_INFO:"))
+}
+
+fn expect_server(body: &str, farm: &Farm, index: usize) -> Result<(), String> {
+    let s = farm.server(index);
+    let want = format!("{}:{}", s.addr, s.port);
+    if !body.starts_with("Access granted\n") || server_line(body) != Some(want.as_str()) {
+        return Err(format!("want SERVER:{want} ({}), got:\n{body}", s.name));
+    }
+    Ok(())
+}
+
+const PROFILES: &str = "[farm]
+name = Farm
+command = XFCE
+host = %HOSTS%
+";
+
+// --------------------------------------------------------------- scenarios
+
+/// A suspended session of the user on server 2 is resumed there.
+fn resume_suspended(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    farm.add_session(1, "xbt-bob", Status::Suspended)?;
+    let sid = farm.add_session(2, "xbt-alice", Status::Suspended)?;
+    farm.add_session(3, "xbt-carol", Status::Running)?;
+    let b = FarmBroker::start(kind, farm, PROFILES, None)?;
+    let body = b.select("xbt-alice", "farm")?;
+    expect_server(&body, farm, 2)?;
+    let info = session_info(&body).ok_or_else(|| format!("no SESSION_INFO:\n{body}"))?;
+    let f: Vec<&str> = info.split('|').collect();
+    if f.len() < 12 || f[1] != sid || f[3] != farm.server(2).name || f[4] != "S" || f[11] != "xbt-alice" {
+        return Err(format!(
+            "SESSION_INFO is not alice's suspended session {sid} on server 2:\n{body}"
+        ));
+    }
+    Ok(())
+}
+
+/// A running session is taken over: suspended through the agent, then
+/// handed out with status S.
+fn take_over_running(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    let sid = farm.add_session(3, "xbt-alice", Status::Running)?;
+    let b = FarmBroker::start(kind, farm, PROFILES, None)?;
+    let body = b.select("xbt-alice", "farm")?;
+    expect_server(&body, farm, 3)?;
+    let info = session_info(&body).ok_or_else(|| format!("no SESSION_INFO:\n{body}"))?;
+    if !info.contains(&format!("|{sid}|")) || !info.contains("|S|") {
+        return Err(format!("want session {sid} with status S, got:\n{body}"));
+    }
+    // The session DB says suspended now (x2gochangestatus via the agent's suspendsession).
+    let sessions = farm.sessions(1, "xbt-alice")?;
+    if !sessions
+        .iter()
+        .any(|s| s.contains(&format!("|{sid}|")) && s.contains("|S|"))
+    {
+        return Err(format!("session {sid} is not suspended in the DB: {sessions:?}"));
+    }
+    Ok(())
+}
+
+/// Sessions of others spread 2 / 0 / 1: a user without a session goes to server 2.
+fn spread_sessions(farm: &Farm) -> Result<(), String> {
+    farm.add_session(1, "xbt-bob", Status::Running)?;
+    farm.add_session(1, "xbt-carol", Status::Suspended)?;
+    farm.add_session(3, "xbt-dave", Status::Running)?;
+    Ok(())
+}
+
+fn least_busy(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    spread_sessions(farm)?;
+    let b = FarmBroker::start(kind, farm, PROFILES, None)?;
+    for _ in 0..REPEAT {
+        let body = b.select("xbt-alice", "farm")?;
+        expect_server(&body, farm, 2)?;
+        if let Some(info) = session_info(&body) {
+            return Err(format!("unexpected SESSION_INFO {info}"));
+        }
+    }
+    Ok(())
+}
+
+/// With server 2's sshd down the next least busy server (3) is chosen.
+fn sshd_down_skipped(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    spread_sessions(farm)?;
+    farm.stop_sshd(2)?;
+    let b = FarmBroker::start(kind, farm, PROFILES, None)?;
+    for _ in 0..REPEAT {
+        let body = b.select("xbt-alice", "farm")?;
+        expect_server(&body, farm, 3)?;
+    }
+    Ok(())
+}
+
+/// Without server 2's host key in known_hosts (RejectPolicy) its agent is not
+/// used: no session found there through it, no auto-login key deployed; the
+/// same request with the full known_hosts does find the session.
+fn unknown_host_key_refused(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    const ONLY2: &str = "[only2]
+name = Only server 2
+command = XFCE
+host = %ONLY2%
+
+[only2auto]
+name = Only server 2, auto-login
+command = XFCE
+host = %ONLY2%
+broker-session-autologin = true
+";
+    let s2 = farm.server(2);
+    let profiles = ONLY2.replace("%ONLY2%", &format!("{} ({}:{})", s2.name, s2.addr, s2.port));
+    let sid = farm.add_session(2, "xbt-alice", Status::Suspended)?;
+    let accepted_before = accepted_broker_logins(farm, 2);
+
+    let b = FarmBroker::start(kind, farm, &profiles, Some(farm.ssh_dir_without(&s2.name)))?;
+    let body = b.select("xbt-alice", "only2")?;
+    expect_server(&body, farm, 2)?;
+    if let Some(info) = session_info(&body) {
+        return Err(format!(
+            "the agent behind an unknown host key was used: SESSION_INFO {info}"
+        ));
+    }
+    let body = b.select("xbt-alice", "only2auto")?;
+    expect_server(&body, farm, 2)?;
+    if body.contains("PRIVATE KEY") || !farm.authorized_keys(2, "xbt-alice").trim().is_empty() {
+        return Err(format!(
+            "auto-login through an agent behind an unknown host key:\n{body}\nauthorized_keys: {}",
+            farm.authorized_keys(2, "xbt-alice")
+        ));
+    }
+    let accepted = accepted_broker_logins(farm, 2);
+    if accepted != accepted_before {
+        return Err(format!(
+            "server 2 accepted {} broker logins although its host key is unknown",
+            accepted - accepted_before
+        ));
+    }
+    drop(b);
+
+    // Control: the same with the real known_hosts finds the session.
+    let b = FarmBroker::start(kind, farm, &profiles, None)?;
+    let body = b.select("xbt-alice", "only2")?;
+    if !session_info(&body).is_some_and(|i| i.contains(&format!("|{sid}|"))) {
+        return Err(format!(
+            "control with the full known_hosts did not find {sid}:\n{body}"
+        ));
+    }
+    Ok(())
+}
+
+fn accepted_broker_logins(farm: &Farm, index: usize) -> usize {
+    let needle = format!("Accepted publickey for {} ", farm.broker_user);
+    farm.sshd_log(index)
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count()
+}
+
+/// Auto-login: the answer carries a private key, its public key is in the
+/// chosen server's `%h/.x2go/authorized_keys` (and no other's), and the key
+/// is removed again after the original's delay.
+fn autologin_key(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    const AUTO: &str = "[auto]
+name = Farm auto-login
+command = XFCE
+host = %HOSTS%
+broker-session-autologin = true
+";
+    spread_sessions(farm)?;
+    let b = FarmBroker::start(kind, farm, AUTO, None)?;
+    let body = b.select("xbt-alice", "auto")?;
+    let handed_out = Instant::now();
+    expect_server(&body, farm, 2)?;
+    let begin = body
+        .find("-----BEGIN RSA PRIVATE KEY-----")
+        .ok_or_else(|| format!("no private key in the answer:\n{body}"))?;
+    let end_marker = "-----END RSA PRIVATE KEY-----";
+    let end = body.find(end_marker).ok_or("private key not terminated")? + end_marker.len();
+    let public = public_key_of(&body[begin..end])?;
+
+    let on2 = farm.authorized_keys(2, "xbt-alice");
+    let line = on2
+        .lines()
+        .find(|l| l.contains(&public))
+        .ok_or_else(|| format!("public key not in server 2's authorized_keys:\n{on2}"))?;
+    if !line.starts_with("no-X11-forwarding,no-pty,no-user-rc ssh-rsa ")
+        || !line.ends_with(" xbt-alice@127.0.0.1")
+    {
+        return Err(format!("unexpected authorized_keys line: {line}"));
+    }
+    for other in [1, 3] {
+        if farm.authorized_keys(other, "xbt-alice").contains(&public) {
+            return Err(format!("key also deployed on server {other}"));
+        }
+    }
+    poll("removal of the auto-login key", KEY_REMOVAL_DEADLINE, || {
+        (!farm.authorized_keys(2, "xbt-alice").contains(&public)).then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}", b.running.log_tail()))?;
+    eprintln!(
+        "farm: auto-login key removed {:.1?} after the answer",
+        handed_out.elapsed()
+    );
+    Ok(())
+}
+
+/// Base64 part of the public key of a PEM private key (`ssh-keygen -y`).
+fn public_key_of(pem: &str) -> Result<String, String> {
+    let dir = TempDir::new("farm-key")?;
+    let path = dir.path().join("key");
+    std::fs::write(&path, format!("{pem}\n")).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    let out = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("ssh-keygen: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("ssh-keygen -y: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .map(str::to_owned)
+        .ok_or_else(|| "ssh-keygen -y printed no key".into())
+}
