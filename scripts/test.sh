@@ -16,5 +16,5 @@ echo "== build"
 cargo build --workspace --all-targets --locked
 echo "== tests (unit, system; compliance against ours)"
 BROKER_UNDER_TEST=ours cargo test --workspace --locked --no-fail-fast
-echo "== compliance against the original"
-BROKER_UNDER_TEST=original cargo test -p x2gobroker-systemtests --locked --test compliance --no-fail-fast
+echo "== compliance and farm scenarios against the original"
+BROKER_UNDER_TEST=original cargo test -p x2gobroker-systemtests --locked --test compliance --test farm --no-fail-fast

@@ -4,9 +4,8 @@
 //! its daemon user and reaches the agents over SSH with RejectPolicy.
 //!
 //! `BROKER_UNDER_TEST=original cargo test -p x2gobroker-systemtests --test farm` (as root).
-//! With `ours` (the default) every scenario is reported as ignored, with a
-//! message: our broker does not implement agent query mode SSH yet.
-//! `--include-ignored` runs them against ours anyway. FARM_KEEP=1 leaves the
+//! With `ours` (the default) the same scenarios run against our daemon.
+//! FARM_KEEP=1 leaves the
 //! farm running afterwards (it is stopped only if this run started it).
 
 #![forbid(unsafe_code)]
@@ -52,23 +51,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let skip = match kind {
-        BrokerKind::Ours => Some("our broker does not implement agent query mode SSH yet"),
-        BrokerKind::Original => None,
-    };
-    if let Some(why) = skip {
-        eprintln!(
-            "farm: SKIPPING the farm scenarios for BROKER_UNDER_TEST=ours: {why} \
-             (BROKER_UNDER_TEST=original runs them; --include-ignored forces them)"
-        );
-    }
     let trials = SCENARIOS
         .iter()
-        .map(|&(name, scenario)| {
-            Trial::test(name, move || run(kind, scenario))
-                .with_kind(kind.name())
-                .with_ignored_flag(skip.is_some())
-        })
+        .map(|&(name, scenario)| Trial::test(name, move || run(kind, scenario)).with_kind(kind.name()))
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(farm) = Farm::started() {
@@ -303,6 +288,13 @@ broker-session-autologin = true
         return Err(format!(
             "the agent behind an unknown host key was used: SESSION_INFO {info}"
         ));
+    }
+    // Ours names the host and the policy in its log.
+    if kind == BrokerKind::Ours {
+        let log = b.running.log_tail();
+        if !log.contains(&format!("refusing agent host {}", s2.name)) || !log.contains("RejectPolicy") {
+            return Err(format!("no clear log line about the unknown host key:\n{log}"));
+        }
     }
     let body = b.select("xbt-alice", "only2auto")?;
     expect_server(&body, farm, 2)?;

@@ -1,6 +1,8 @@
 //! Auto-login keys: a fresh key pair per session selection whose public
 //! half (restricted) is deployed for the user by the broker agent, or a
 //! client-sent public key, validated as exactly one SSH public key line.
+//! X2Go Client recognises only PEM RSA/DSA private keys, so RSA in PKCS#1
+//! PEM is the default; Ed25519 can be chosen.
 
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
@@ -26,13 +28,57 @@ pub fn restricted(key: &str) -> String {
     format!("{KEY_OPTIONS} {key}")
 }
 
-/// A new Ed25519 key pair for `user` connecting from `client`.
-pub fn generate(user: &str, client: &str) -> Result<KeyPair, String> {
-    let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(|e| e.to_string())?;
-    let public = key.public_key().to_openssh().map_err(|e| e.to_string())?;
-    let private_key = key.to_openssh(LineEnding::LF).map_err(|e| e.to_string())?;
+/// The kind of auto-login key made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// 2048-bit RSA, private key in PKCS#1 PEM: what X2Go Client and the
+    /// original use (the default).
+    Rsa,
+    /// Ed25519, private key in OpenSSH format (pyhoca-cli; not X2Go Client).
+    Ed25519,
+}
+
+impl KeyType {
+    /// `RSA` or `ED25519`, any case; None for anything else.
+    pub fn parse(name: &str) -> Option<KeyType> {
+        match name.trim().to_ascii_uppercase().as_str() {
+            "RSA" => Some(KeyType::Rsa),
+            "ED25519" => Some(KeyType::Ed25519),
+            _ => None,
+        }
+    }
+}
+
+/// RSA key size, as the original's.
+pub const RSA_BITS: usize = 2048;
+
+/// A new key pair for `user` connecting from `client`.
+pub fn generate(kind: KeyType, user: &str, client: &str) -> Result<KeyPair, String> {
+    let (public, private_key) = match kind {
+        KeyType::Ed25519 => {
+            let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(|e| e.to_string())?;
+            let public = key.public_key().to_openssh().map_err(|e| e.to_string())?;
+            (public, key.to_openssh(LineEnding::LF).map_err(|e| e.to_string())?)
+        }
+        KeyType::Rsa => {
+            use rsa::pkcs1::EncodeRsaPrivateKey;
+            use rsa::traits::PublicKeyParts;
+            let key = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(|e| e.to_string())?;
+            let data = ssh_key::public::RsaPublicKey {
+                e: ssh_key::Mpint::from_positive_bytes(&key.e().to_bytes_be()).map_err(|e| e.to_string())?,
+                n: ssh_key::Mpint::from_positive_bytes(&key.n().to_bytes_be()).map_err(|e| e.to_string())?,
+            };
+            let public = PublicKey::new(ssh_key::public::KeyData::Rsa(data), "")
+                .to_openssh()
+                .map_err(|e| e.to_string())?;
+            let pem = key
+                .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+                .map_err(|e| e.to_string())?;
+            (public, Zeroizing::new(pem.to_string()))
+        }
+    };
     Ok(KeyPair {
-        authorized_line: format!("{KEY_OPTIONS} {public} {user}@{client}"),
+        authorized_line: format!("{KEY_OPTIONS} {} {user}@{client}", public.trim_end()),
         private_key,
     })
 }
@@ -53,8 +99,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_keys() {
-        let pair = generate("alice", "127.0.0.1").unwrap();
+    fn generated_rsa_keys_are_pkcs1_pem() {
+        let pair = generate(KeyType::Rsa, "alice", "127.0.0.1").unwrap();
+        assert!(pair
+            .authorized_line
+            .starts_with("no-X11-forwarding,no-pty,no-user-rc ssh-rsa AAAAB3NzaC1yc2E"));
+        assert!(pair.authorized_line.ends_with(" alice@127.0.0.1"));
+        assert!(pair.private_key.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        assert!(pair.private_key.ends_with("-----END RSA PRIVATE KEY-----\n"));
+        // The public half in the line is the private key's.
+        let words: Vec<&str> = pair.authorized_line.split(' ').collect();
+        let public = PublicKey::from_openssh(&format!("{} {}", words[1], words[2])).unwrap();
+        assert_eq!(public.algorithm(), Algorithm::Rsa { hash: None });
+        assert_eq!(KeyType::parse(" rsa "), Some(KeyType::Rsa));
+        assert_eq!(KeyType::parse("Ed25519"), Some(KeyType::Ed25519));
+        assert_eq!(KeyType::parse("dsa"), None);
+    }
+
+    #[test]
+    fn generated_ed25519_keys() {
+        let pair = generate(KeyType::Ed25519, "alice", "127.0.0.1").unwrap();
         assert!(pair
             .authorized_line
             .starts_with("no-X11-forwarding,no-pty,no-user-rc ssh-ed25519 AAAA"));
@@ -63,7 +127,7 @@ mod tests {
             .private_key
             .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
         assert!(pair.private_key.ends_with("-----END OPENSSH PRIVATE KEY-----\n"));
-        let other = generate("alice", "127.0.0.1").unwrap();
+        let other = generate(KeyType::Ed25519, "alice", "127.0.0.1").unwrap();
         assert_ne!(pair.authorized_line, other.authorized_line);
     }
 

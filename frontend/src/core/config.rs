@@ -158,6 +158,8 @@ const BUILTINS: &[(&str, &str, Builtin)] = {
         ("global", "default-group-db", Str("libnss")),
         ("global", "ignore-primary-group-memberships", Bool(true)),
         ("global", "default-session-autologin", Bool(false)),
+        // Ours: RSA (PKCS#1 PEM, what X2Go Client reads) or ED25519.
+        ("global", "default-autologin-key-type", Str("RSA")),
         (
             "global",
             "default-authorized-keys",
@@ -353,6 +355,7 @@ pub struct GlobalConfig {
     pub default_group_db: String,
     pub ignore_primary_group_memberships: bool,
     pub default_session_autologin: bool,
+    pub autologin_key_type: crate::core::autologin::KeyType,
     pub default_authorized_keys: String,
     pub default_sshproxy_authorized_keys: String,
     pub default_agent_query_mode: String,
@@ -389,6 +392,14 @@ impl GlobalConfig {
             default_group_db: s("default-group-db"),
             ignore_primary_group_memberships: c.get_bool(G, "ignore-primary-group-memberships")?,
             default_session_autologin: c.get_bool(G, "default-session-autologin")?,
+            autologin_key_type: {
+                let name = s("default-autologin-key-type");
+                crate::core::autologin::KeyType::parse(&name).ok_or_else(|| {
+                    ConfigError(format!(
+                        "[global] default-autologin-key-type = {name}: expected RSA or ED25519"
+                    ))
+                })?
+            },
             default_authorized_keys: s("default-authorized-keys"),
             default_sshproxy_authorized_keys: s("default-sshproxy-authorized-keys"),
             default_agent_query_mode: s("default-agent-query-mode"),

@@ -192,6 +192,10 @@ pub async fn select_session(
         }
         if matches!(agent, AgentQuery::Unreachable) {
             log::error!("no broker agent could be contacted, no X2Go Server is handed out; tried these hosts: {initial:?}");
+            // The original still looks up the first host's port first.
+            if let Some(p) = sel.host_port.get(&server_name) {
+                server_port = *p;
+            }
             break;
         }
         let session_servers: Vec<String> = session_list.iter().map(|s| s.server().to_owned()).collect();

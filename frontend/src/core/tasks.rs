@@ -310,7 +310,8 @@ impl TaskContext<'_> {
             return Ok(());
         }
         let (line, private_key) = if self.fields.pubkey.is_empty() {
-            match autologin::generate(login, &self.client.to_string()) {
+            let kind = self.broker.global.autologin_key_type;
+            match autologin::generate(kind, login, &self.client.to_string()) {
                 Ok(pair) => (pair.authorized_line, Some(pair.private_key)),
                 Err(e) => {
                     log::error!("auto-login: cannot make a key pair: {e}");

@@ -348,8 +348,8 @@ pub fn start_broker_as(
     Ok(running)
 }
 
-/// `unshare` + `setpriv` prefix running the original as `run_as.user`.
-fn original_command_as(run_as: &RunAs<'_>) -> Result<Command, String> {
+/// `unshare` + `setpriv` prefix running `program` as `run_as.user`.
+fn command_as(run_as: &RunAs<'_>, program: &Path) -> Result<Command, String> {
     let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
     let home = passwd
         .lines()
@@ -379,7 +379,7 @@ fn original_command_as(run_as: &RunAs<'_>) -> Result<Command, String> {
         "--init-groups",
         "--",
     ])
-    .arg(SYSTEM_PYTHON);
+    .arg(program);
     Ok(c)
 }
 
@@ -399,7 +399,7 @@ fn spawn_broker_as(
     let mut cmd = match setup.kind {
         BrokerKind::Original => {
             let mut c = match run_as {
-                Some(r) => original_command_as(r)?,
+                Some(r) => command_as(r, Path::new(SYSTEM_PYTHON))?,
                 None => original_command(setup.dir)?,
             };
             match setup.listen {
@@ -411,7 +411,10 @@ fn spawn_broker_as(
             c
         }
         BrokerKind::Ours => {
-            let mut c = Command::new(our_daemon());
+            let mut c = match run_as {
+                Some(r) => command_as(r, &our_daemon())?,
+                None => Command::new(our_daemon()),
+            };
             c.arg("-C").arg(setup.config).arg("-b").arg(&bind);
             c
         }

@@ -276,6 +276,45 @@ impl RemoteAgent {
         )))
     }
 
+    /// Where this agent's multiplexed connection lives. A master
+    /// connection skips host key checks for every later call, so masters
+    /// are only shared by calls under the same host key policy, the same
+    /// known_hosts files and the same broker key: each combination gets
+    /// its own subdirectory, and a changed known_hosts takes effect at once.
+    fn control_subdir(&self, dir: &Path) -> Option<PathBuf> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut files = vec![PathBuf::from("/etc/ssh/ssh_known_hosts")];
+        if let Some(home) = own_home() {
+            files.push(home.join(".ssh/known_hosts"));
+            files.extend(BROKER_KEY_FILES.iter().map(|k| home.join(".ssh").join(k)));
+        }
+        for file in &files {
+            if let Ok(m) = std::fs::metadata(file) {
+                (file, m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()).hash(&mut hasher);
+            }
+        }
+        let policy = &self.policy.name()[..1];
+        let sub = dir.join(format!("{policy}{:012x}", hasher.finish() & 0xffff_ffff_ffff));
+        // ssh binds "<path>.<16 random chars>" first: the whole must fit a
+        // socket address (108 bytes).
+        if sub.as_os_str().len() + 1 + 40 + 17 >= 108 {
+            log::warn!(
+                "{}: too long for SSH control sockets, not multiplexing",
+                sub.display()
+            );
+            return None;
+        }
+        let uid = nix::unistd::geteuid().as_raw();
+        match private_dir(&sub, uid) {
+            Ok(()) => Some(sub),
+            Err(e) => {
+                log::warn!("{}: {e}, not multiplexing", sub.display());
+                None
+            }
+        }
+    }
+
     /// The ssh argument vector for one call.
     pub fn ssh_args(&self, target: &str, remote_command: String, control_dir: Option<&Path>) -> Vec<String> {
         let mut args: Vec<String> = vec!["-T".into(), "-E".into(), "/dev/null".into()];
@@ -329,7 +368,11 @@ impl RemoteAgent {
             self.port
         );
         let child = tokio::process::Command::new(SSH_PROGRAM)
-            .args(self.ssh_args(target, command, control_dir()))
+            .args(self.ssh_args(
+                target,
+                command,
+                control_dir().and_then(|d| self.control_subdir(d)).as_deref(),
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
