@@ -5,8 +5,10 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The original's default (`/run/x2gobroker/x2gobroker-authservice.socket`).
-pub const DEFAULT_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
+use x2gobroker_protocol::paths::{
+    AUTHSERVICE_SOCKET_ENV, DAEMON_GROUP_ENV, DAEMON_USER_ENV, DEFAULT_AUTHSERVICE_SOCKET,
+};
+
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
 #[derive(Debug, Clone, Parser)]
@@ -18,7 +20,7 @@ pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 pub struct Options {
     /// Socket to listen on (ignored when systemd hands one over), or to
     /// query with --status.
-    #[arg(long, env = "X2GOBROKER_AUTHSERVICE_SOCKET", default_value = DEFAULT_SOCKET)]
+    #[arg(long, env = AUTHSERVICE_SOCKET_ENV, default_value = DEFAULT_AUTHSERVICE_SOCKET)]
     pub socket: PathBuf,
 
     /// Owner of a socket the helper binds itself.
@@ -26,7 +28,7 @@ pub struct Options {
     pub socket_owner: String,
 
     /// Group of a socket the helper binds itself.
-    #[arg(long, env = "X2GOBROKER_DAEMON_GROUP", default_value = "x2gobroker")]
+    #[arg(long, env = DAEMON_GROUP_ENV, default_value = "x2gobroker")]
     pub socket_group: String,
 
     /// Permission bits (octal) of a socket the helper binds itself.
@@ -35,7 +37,7 @@ pub struct Options {
 
     /// The unprivileged broker daemon's user; it (and root) may ask for
     /// authentication.
-    #[arg(long, env = "X2GOBROKER_DAEMON_USER", default_value = "x2gobroker")]
+    #[arg(long, env = DAEMON_USER_ENV, default_value = "x2gobroker")]
     pub daemon_user: String,
 
     /// Members of this group (and root) may query --status.

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
 use tokio::time::{timeout, Instant};
 use x2gobroker_protocol::frame::nonblocking::write_message;
+use x2gobroker_protocol::paths;
 use x2gobroker_protocol::{
     ErrorKind, ErrorReply, FrameError, OutputStream, Response, SshTaskRequest, WorkerJob,
 };
@@ -35,10 +36,10 @@ pub const PASSED_ON: [&str; 9] = [
     "X2GOBROKER_CONFIG",
     "X2GOBROKER_SESSIONPROFILES",
     "X2GOBROKER_DEFAULT_BACKEND",
-    "X2GOBROKER_DAEMON_USER",
-    "X2GOBROKER_DAEMON_GROUP",
+    paths::DAEMON_USER_ENV,
+    paths::DAEMON_GROUP_ENV,
     "X2GOBROKER_AGENT_CMD",
-    "X2GOBROKER_AUTHSERVICE_SOCKET",
+    paths::AUTHSERVICE_SOCKET_ENV,
     "X2GOBROKER_LOADCHECKER_SOCKET",
     "LANG",
 ];
@@ -59,8 +60,8 @@ impl SshTasks {
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
         // The worker must agree with us on who the daemon user is.
-        env.retain(|(k, _)| k != "X2GOBROKER_DAEMON_USER");
-        env.push(("X2GOBROKER_DAEMON_USER".into(), daemon_user.to_string()));
+        env.retain(|(k, _)| k != paths::DAEMON_USER_ENV);
+        env.push((paths::DAEMON_USER_ENV.into(), daemon_user.to_string()));
         SshTasks {
             program,
             daemon_user: daemon_user.to_string(),

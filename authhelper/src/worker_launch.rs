@@ -15,8 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// The argument that selects worker mode in `x2gobroker-ssh`.
-pub const WORKER_FLAG: &str = "--ssh-worker";
+pub use x2gobroker_protocol::paths::WORKER_FLAG;
 
 /// The account workers run as, looked up live for every task.
 #[derive(Debug, Clone)]

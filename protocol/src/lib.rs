@@ -10,6 +10,7 @@ pub mod client;
 pub mod control;
 pub mod frame;
 pub mod message;
+pub mod paths;
 pub mod secret;
 
 pub use frame::{decode, encode, FrameError, MAX_FRAME_LEN};

@@ -15,9 +15,9 @@ use x2gobroker_frontend::daemon::control::{socket_path, CONTROL_SOCKET_ENV};
 use x2gobroker_protocol::client::blocking::Client;
 use x2gobroker_protocol::control::{ControlRequest, ControlResponse, DaemonStatus};
 use x2gobroker_protocol::frame::blocking::{read_message, write_message};
+use x2gobroker_protocol::paths::{AUTHSERVICE_SOCKET_ENV, DEFAULT_AUTHSERVICE_SOCKET};
 use x2gobroker_protocol::{Request, Response, StatusReport};
 
-const DEFAULT_AUTHSERVICE_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Parser, Debug)]
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     let helper_path = cli
         .authservice_socket
         .clone()
-        .or_else(|| std::env::var_os("X2GOBROKER_AUTHSERVICE_SOCKET").map(PathBuf::from))
+        .or_else(|| std::env::var_os(AUTHSERVICE_SOCKET_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_AUTHSERVICE_SOCKET));
     let control_path = socket_path(cli.control_socket.as_deref());
     let helper = helper_status(&helper_path);

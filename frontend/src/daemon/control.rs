@@ -7,11 +7,10 @@
 use nix::unistd::{Group, Uid, User};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use x2gobroker_protocol::control::{ControlRequest, ControlResponse, DEFAULT_CONTROL_SOCKET};
+use x2gobroker_protocol::control::{ControlRequest, ControlResponse};
 use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
+pub use x2gobroker_protocol::paths::{CONTROL_SOCKET_ENV, DEFAULT_CONTROL_SOCKET};
 
-/// Environment variable naming another control socket path.
-pub const CONTROL_SOCKET_ENV: &str = "X2GOBROKER_CONTROL_SOCKET";
 /// Environment variable naming the admin group.
 pub const ADMIN_GROUP_ENV: &str = "X2GOBROKER_ADMIN_GROUP";
 pub const DEFAULT_ADMIN_GROUP: &str = "adm";

@@ -5,12 +5,12 @@
 //! caller is, the helper learns from the kernel.
 
 use super::args::{missing_task_text, SshArgs, MISSING_TASK_EXIT};
-use super::{DEFAULT_SOCKET, SOCKET_ENV};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use x2gobroker_protocol::client::{blocking::Client, ClientError};
+use x2gobroker_protocol::paths::{DEFAULT_AUTHSERVICE_SOCKET, SSH_SOCKET_ENV};
 use x2gobroker_protocol::{OutputStream, Request, Response, SshTaskRequest};
 
 /// Longest wait for the helper's next answer (the helper's own task
@@ -60,7 +60,7 @@ pub fn run(program: &str, args: Vec<String>) -> ExitCode {
             eprintln!(
                 "{program}: cannot reach the X2Go Session Broker's helper at {} ({e}). It runs SSH-mode \
                  tasks; start it with `systemctl start x2gobroker-authhelper.socket` (or run \
-                 x2gobroker-authhelper as root), or point {SOCKET_ENV} at its socket.",
+                 x2gobroker-authhelper as root), or point {SSH_SOCKET_ENV} at its socket.",
                 socket.display()
             );
             ExitCode::FAILURE
@@ -77,10 +77,12 @@ pub fn run(program: &str, args: Vec<String>) -> ExitCode {
 }
 
 pub fn socket_path() -> PathBuf {
-    std::env::var_os(SOCKET_ENV)
+    // The helper's socket: SSH-mode tasks share it with authentication; the
+    // helper decides every request from the caller's kernel-verified uid.
+    std::env::var_os(SSH_SOCKET_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_AUTHSERVICE_SOCKET))
 }
 
 /// Sends the task and copies its output; Ok(exit status of the task).
