@@ -18,8 +18,7 @@ pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
     about = "Root PAM helper of the X2Go Session Broker"
 )]
 pub struct Options {
-    /// Socket to listen on (ignored when systemd hands one over), or to
-    /// query with --status.
+    /// Socket to listen on (ignored when systemd hands one over).
     #[arg(long, env = AUTHSERVICE_SOCKET_ENV, default_value = DEFAULT_AUTHSERVICE_SOCKET)]
     pub socket: PathBuf,
 
@@ -40,7 +39,8 @@ pub struct Options {
     #[arg(long, env = DAEMON_USER_ENV, default_value = "x2gobroker")]
     pub daemon_user: String,
 
-    /// Members of this group (and root) may query --status.
+    /// Members of this group (and root) may query the status
+    /// (`x2gobroker-ctl status`).
     #[arg(long, default_value = "adm")]
     pub admin_group: String,
 
@@ -108,14 +108,6 @@ pub struct Options {
     /// daemon user are not limited.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub ssh_tasks_per_user: u32,
-
-    /// Client mode: print the running helper's version, uptime and counters.
-    #[arg(long)]
-    pub status: bool,
-
-    /// With --status: print JSON.
-    #[arg(long, requires = "status")]
-    pub json: bool,
 }
 
 impl Options {
