@@ -176,11 +176,10 @@ pub async fn serve(
             return;
         }
     };
-    let task = ssh_policy::scan(&job.args).ok().and_then(|o| o.task);
     let action = Action::SshTask {
         caller: &audit_caller,
         broker_user: Some(&job.broker_user),
-        task: task.as_deref(),
+        task: Some(&job.task.task),
     };
     let outcome = run(stream, &job, &account, ctx).await;
     match &outcome {
@@ -217,7 +216,6 @@ fn prepare(
         })?;
     *audit_caller = format!("{name:?}");
     let caller = Caller { uid: peer.uid, name };
-    let options = ssh_policy::scan(&request.args).map_err(|e| refused(ErrorKind::BadRequest, e))?;
     let account = WorkerAccount::resolve(&ctx.tasks.daemon_user).map_err(|e| {
         log::error!("SSH mode: daemon user: {e}");
         refused(
@@ -225,7 +223,7 @@ fn prepare(
             "SSH mode is unavailable (daemon user); see the helper's log",
         )
     })?;
-    let broker_user = ssh_policy::broker_user(&caller, account.uid.as_raw(), &options)
+    let broker_user = ssh_policy::broker_user(&caller, account.uid.as_raw(), &request.task)
         .map_err(|r| refused(ErrorKind::DeniedByPolicy, r.0))?;
     let client_address = match request.ssh_client.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -251,7 +249,7 @@ fn prepare(
         WorkerJob {
             broker_user,
             caller_uid: peer.uid,
-            args: request.args,
+            task: request.task,
             client_address,
         },
         account,

@@ -18,4 +18,4 @@ pub use message::*;
 pub use secret::Password;
 
 /// Version spoken by this build; exchanged in the `Hello` handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use std::path::PathBuf;
+use x2gobroker_protocol::SshTask;
 
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
 #[command(
@@ -76,6 +77,24 @@ impl SshArgs {
         SshArgs::try_parse_from(std::iter::once("x2gobroker".to_string()).chain(args.iter().cloned()))
     }
 
+    /// The typed task sent to the helper (and by it to the worker), or
+    /// `None` without `--task`.
+    pub fn to_task(&self) -> Option<SshTask> {
+        Some(SshTask {
+            task: self.task.clone()?,
+            user: self.user.clone(),
+            login: self.login.clone(),
+            auth_cookie: self.auth_cookie.clone(),
+            profile_id: self.profile_id.clone(),
+            backend: self.backend.clone(),
+            config_file: self
+                .config_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            debug: self.debug || self.debug_interactively,
+        })
+    }
+
     /// A mode other than SSH, or an HTTP-only action, was asked for.
     pub fn asks_for_http(&self) -> bool {
         let other_mode = matches!(self.mode.as_deref(), Some(m) if !m.eq_ignore_ascii_case("SSH"));
@@ -145,6 +164,14 @@ mod tests {
         assert!(parse(&["-M", "HTTP"]).asks_for_http());
         assert!(parse(&["-D"]).asks_for_http());
         assert_eq!(parse(&["-dC/x"]).config_file, Some(PathBuf::from("/x")));
+        let task = parse(&["-dC/x", "--task", "t", "--user", "u", "--sid", "p"])
+            .to_task()
+            .unwrap();
+        assert_eq!(task.config_file.as_deref(), Some("/x"));
+        assert_eq!((task.task.as_str(), task.user.as_deref()), ("t", Some("u")));
+        assert_eq!(task.profile_id.as_deref(), Some("p"));
+        assert!(task.debug);
+        assert!(parse(&["-d"]).to_task().is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The SSH-mode command line: runs as the logged-in user, with nothing
-//! privileged. It answers what needs no broker (usage, `--event`) itself and
-//! hands every task to the helper, relaying the task's output and exit
-//! status. It sends nothing of its environment but SSH_CLIENT; who the
+//! privileged. It parses the original's options, answers what needs no
+//! broker (usage, `--event`) itself and hands every task to the helper as a
+//! typed [`SshTask`](x2gobroker_protocol::SshTask), relaying the task's
+//! output and exit status. It sends nothing of its environment but SSH_CLIENT; who the
 //! caller is, the helper learns from the kernel.
 
 use super::args::{missing_task_text, SshArgs, MISSING_TASK_EXIT};
@@ -35,14 +36,14 @@ pub fn run(program: &str, args: Vec<String>) -> ExitCode {
     if parsed.event.is_some() {
         return ExitCode::SUCCESS;
     }
-    if parsed.task.is_none() {
+    let Some(task) = parsed.to_task() else {
         print!("{}", missing_task_text(nix::unistd::getuid().is_root()));
         let _ = std::io::stdout().flush();
         return ExitCode::from(MISSING_TASK_EXIT);
-    }
+    };
     let socket = socket_path();
     let request = Request::RunSshTask(SshTaskRequest {
-        args,
+        task,
         ssh_client: std::env::var("SSH_CLIENT").ok(),
     });
     match relay(&socket, &request) {
