@@ -2,7 +2,7 @@
 
 use crate::peer::PeerCredentials;
 use crate::StartupError;
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Group, User};
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -32,22 +32,10 @@ impl Policy {
         peer.uid == 0 || peer.uid == self.daemon_uid
     }
 
-    /// Status: root, and members of the admin group (primary group from the
-    /// kernel, supplementary membership looked up live in the group database).
+    /// Status: root, and members of the admin group (the daemon's control
+    /// socket applies the same rule).
     pub fn may_query_status(&self, peer: &PeerCredentials) -> bool {
-        if peer.uid == 0 || peer.gid == self.admin_gid {
-            return true;
-        }
-        let Ok(Some(user)) = User::from_uid(Uid::from_raw(peer.uid)) else {
-            return false;
-        };
-        if user.gid.as_raw() == self.admin_gid {
-            return true;
-        }
-        match Group::from_gid(Gid::from_raw(self.admin_gid)) {
-            Ok(Some(group)) => group.mem.contains(&user.name),
-            _ => false,
-        }
+        x2gobroker_sys::admin::is_admin(peer.uid, peer.gid, Some(self.admin_gid))
     }
 }
 

@@ -1,8 +1,10 @@
 //! Start-up sequence and the connection loop.
 //!
-//! Order matters: check root, open the log, resolve names, bind (needs
-//! CAP_CHOWN/CAP_FOWNER), drop capabilities, and only then start threads
-//! (capabilities are per thread; every thread inherits the reduced sets).
+//! Order matters: check root, take systemd's socket (it clears LISTEN_*
+//! from the environment, which is sound only while no other thread runs),
+//! open the log, resolve names, bind (needs CAP_CHOWN/CAP_FOWNER), drop
+//! capabilities, and only then start threads (capabilities are per thread;
+//! every thread inherits the reduced sets).
 
 use crate::audit::{self, Action};
 use crate::cli::Options;
@@ -45,14 +47,18 @@ pub fn run(options: Options) -> Result<(), StartupError> {
             "must be started as root (it runs PAM and drops SSH-mode workers to the daemon user)",
         ));
     }
+    let passed = x2gobroker_sys::listen_fds::take().map_err(StartupError::new)?;
     audit::init(options.foreground, options.debug, &options.syslog_socket);
     let policy = Policy::new(&options.daemon_user, &options.admin_group)?;
-    let listener = listener::open(&BindOptions {
-        path: &options.socket,
-        owner: &options.socket_owner,
-        group: &options.socket_group,
-        mode: options.socket_mode,
-    })?;
+    let listener = listener::open(
+        passed,
+        &BindOptions {
+            path: &options.socket,
+            owner: &options.socket_owner,
+            group: &options.socket_group,
+            mode: options.socket_mode,
+        },
+    )?;
     privileges::drop_to_kept()?;
     listener
         .socket

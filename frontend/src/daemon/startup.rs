@@ -119,6 +119,30 @@ pub fn main(program: &str) -> ExitCode {
     ) {
         return code;
     }
+    let mode = match &cli.mode {
+        Some(m) => m.to_uppercase(),
+        None if cli.daemonize || program == "x2gobroker-daemon" => "HTTP".into(),
+        None => "SSH".into(),
+    };
+    let ssh_mode = mode == "SSH" && program != "x2gobroker-daemon" && !cli.daemonize;
+    let serves_here = !cli.check_config && !ssh_mode && !cli.daemonize && (mode == "SSH" || mode == "HTTP");
+    // First, while this process has one thread: taking systemd's sockets
+    // clears LISTEN_* from the environment (the syslog thread and the
+    // runtime start later).
+    let passed = if serves_here {
+        x2gobroker_sys::listen_fds::take()
+    } else {
+        Ok(None)
+    };
+    // no_new_privs is per thread and inherited: set now, it covers every
+    // thread to come (the drop itself comes after binding, see below), as
+    // NoNewPrivileges= does in the unit.
+    if serves_here && cli.drop_privileges && nix::unistd::getuid().is_root() {
+        if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+            eprintln!("{program}: cannot set no_new_privs: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let debug = cli.debug || cli.debug_interactively;
     let mut env = match Environment::from_process(program) {
         Ok(e) => e,
@@ -142,16 +166,11 @@ pub fn main(program: &str) -> ExitCode {
     if cli.check_config {
         return check_config(&env);
     }
-    let mode = match &cli.mode {
-        Some(m) => m.to_uppercase(),
-        None if cli.daemonize || program == "x2gobroker-daemon" => "HTTP".into(),
-        None => "SSH".into(),
-    };
     if mode != "SSH" && mode != "HTTP" {
         log::error!("Invalid mode selected. Available: SSH or HTTP.");
         return ExitCode::from(255);
     }
-    if mode == "SSH" && program != "x2gobroker-daemon" && !cli.daemonize {
+    if ssh_mode {
         // SSH mode (crate::ssh): the task runs through the root helper.
         return crate::ssh::main(program);
     }
@@ -186,6 +205,16 @@ pub fn main(program: &str) -> ExitCode {
     for w in &broker.warnings {
         log::warn!("{w}");
     }
+    // Sockets (some need root), then privileges, then threads: the drop sets
+    // no_new_privs, which is per thread.
+    let sockets = match bind_sockets(&env, passed, addr, &cli) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("{program}: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
@@ -198,12 +227,7 @@ pub fn main(program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let options = ServeOptions {
-        bind: addr,
-        drop_privileges: cli.drop_privileges,
-        control_socket: crate::daemon::control::socket_path(cli.control_socket.as_deref()),
-    };
-    let code = runtime.block_on(serve(env, broker, options));
+    let code = runtime.block_on(serve(env, broker, sockets));
     if cli.daemonized {
         remove_own_pidfile(&cli.pidfile);
     }
@@ -315,8 +339,11 @@ fn daemonize(cli: &Cli) -> ExitCode {
     }
 }
 
+/// `--drop-privileges` as root: to X2GOBROKER_DAEMON_USER with group
+/// X2GOBROKER_DAEMON_GROUP and no supplementary groups, with the checks the
+/// helper applies to its SSH-mode workers (`x2gobroker_sys::privileges`).
 fn drop_privileges(env: &Environment) -> Result<(), String> {
-    use nix::unistd::{setgid, setgroups, setuid, Group, User};
+    use nix::unistd::{Group, User};
     if !nix::unistd::getuid().is_root() {
         return Ok(());
     }
@@ -328,14 +355,12 @@ fn drop_privileges(env: &Environment) -> Result<(), String> {
         .ok()
         .flatten()
         .ok_or_else(|| format!("no such group {}", env.daemon_group))?;
-    setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
-    setgid(group.gid).map_err(|e| format!("setgid: {e}"))?;
-    setuid(user.uid).map_err(|e| format!("setuid: {e}"))?;
-    if setuid(nix::unistd::Uid::from_raw(0)).is_ok() {
-        return Err("privileges could be regained after dropping them".into());
-    }
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    Ok(())
+    x2gobroker_sys::privileges::drop_to(&[], group.gid, user.uid).map_err(|e| {
+        format!(
+            "to {}:{} (or privileges could be regained afterwards): {e}",
+            env.daemon_user, env.daemon_group
+        )
+    })
 }
 
 /// Completes on SIGTERM or SIGINT, after telling systemd we are stopping.
@@ -356,23 +381,21 @@ async fn shutdown_signal() {
     log::info!("shutting down: no new connections; finishing requests in flight");
 }
 
-struct ServeOptions {
-    /// Used only when systemd passed no sockets.
+/// What the daemon serves on, bound before privileges are dropped.
+struct Sockets {
+    listeners: Vec<std::net::TcpListener>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    control: Option<crate::daemon::control::ControlSocket>,
+}
+
+/// The listening sockets (systemd's, named `http`, else `bind`), TLS, the
+/// control socket, then `--drop-privileges`. No runtime needed.
+fn bind_sockets(
+    env: &Environment,
+    passed: Result<Option<Vec<x2gobroker_sys::listen_fds::Passed>>, String>,
     bind: SocketAddr,
-    drop_privileges: bool,
-    control_socket: PathBuf,
-}
-
-/// The listening sockets: those systemd passed (named `http`), else `bind`.
-fn listeners(bind: SocketAddr) -> Result<Vec<std::net::TcpListener>, String> {
-    if let Some(passed) = crate::daemon::listen_fds::take_http_listeners()? {
-        return Ok(passed);
-    }
-    let listener = std::net::TcpListener::bind(bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
-    Ok(vec![listener])
-}
-
-async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitCode {
+    cli: &Cli,
+) -> Result<Sockets, String> {
     log::info!("X2Go Session Broker (Rust), HTTP mode");
     log::info!("  X2GOBROKER_DAEMON_USER: {}", env.daemon_user);
     log::info!("  X2GOBROKER_DEBUG: {}", env.debug);
@@ -384,26 +407,16 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
     );
     log::info!("  X2GOBROKER_SSL_CERTFILE: {}", env.ssl_certfile);
     log::info!("  X2GOBROKER_SSL_KEYFILE: {}", env.ssl_keyfile);
-    crate::core::stats::STATS.mark_started();
-    crate::core::stats::STATS.config_loaded();
-    let listeners = match listeners(options.bind) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("x2gobroker-daemon: {e}");
-            return ExitCode::from(1);
-        }
+    let listeners = match passed? {
+        Some(passed) => crate::daemon::listen_fds::http_listeners(passed)?,
+        None => vec![std::net::TcpListener::bind(bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?],
     };
     let tls = !env.ssl_certfile.is_empty() && !env.ssl_keyfile.is_empty();
     let acceptor = if tls {
-        match crate::daemon::http_server::tls_acceptor(&env.ssl_certfile, &env.ssl_keyfile) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                log::error!("cannot serve HTTPS: {e}");
-                eprintln!("x2gobroker-daemon: cannot serve HTTPS: {e}");
-                return ExitCode::from(1);
-            }
-        }
+        Some(
+            crate::daemon::http_server::tls_acceptor(&env.ssl_certfile, &env.ssl_keyfile)
+                .map_err(|e| format!("cannot serve HTTPS: {e}"))?,
+        )
     } else {
         None
     };
@@ -414,20 +427,33 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
     }
     // Diagnostics are not essential: without the control socket the daemon
     // still serves.
-    let control = match crate::daemon::control::bind(&options.control_socket) {
+    let control_path = crate::daemon::control::socket_path(cli.control_socket.as_deref());
+    let control = match crate::daemon::control::bind(&control_path) {
         Ok(c) => Some(c),
         Err(e) => {
             log::warn!("{e}; x2gobroker-ctl will not reach this daemon");
             None
         }
     };
-    if options.drop_privileges {
-        if let Err(e) = drop_privileges(&env) {
-            eprintln!("cannot drop privileges: {e}");
-            return ExitCode::from(1);
-        }
+    if cli.drop_privileges {
+        drop_privileges(env).map_err(|e| format!("cannot drop privileges: {e}"))?;
         log::info!("dropped privileges to {}:{}", env.daemon_user, env.daemon_group);
     }
+    Ok(Sockets {
+        listeners,
+        acceptor,
+        control,
+    })
+}
+
+async fn serve(env: Environment, broker: Broker, sockets: Sockets) -> ExitCode {
+    crate::core::stats::STATS.mark_started();
+    crate::core::stats::STATS.config_loaded();
+    let Sockets {
+        listeners,
+        acceptor,
+        control,
+    } = sockets;
     let shared = Shared::new(broker);
     let control_task = control.map(|c| {
         tokio::spawn(crate::daemon::control::serve(
