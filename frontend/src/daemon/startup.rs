@@ -1,6 +1,7 @@
 //! The command line of `x2gobroker` and `x2gobroker-daemon` (the options of
 //! the original), start-up of the HTTP(S) daemon, and `--check-config`.
 
+use crate::cli::options::BrokerOptions;
 use crate::core::broker::{Broker, Shared};
 use crate::core::config::Environment;
 use crate::core::profiles::split_host_address;
@@ -12,69 +13,16 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     about = "X2Go Session Broker (Standalone Daemon)",
-    disable_version_flag = true
+    disable_version_flag = true,
+    args_override_self = true
 )]
 pub struct Cli {
-    /// Mode of the X2Go Session Broker to run in (available: SSH, HTTP)
-    #[arg(short = 'M', long = "mode", value_name = "BROKER_MODE")]
-    pub mode: Option<String>,
-    /// Specify a special configuration file name (default: X2GOBROKER_CONFIG)
-    #[arg(short = 'C', long = "config-file", value_name = "CONFIG_FILE")]
-    pub config_file: Option<PathBuf>,
-    /// Enable debugging code; also allow testing in a web browser (GET)
-    #[arg(short = 'd', long = "debug")]
-    pub debug: bool,
-    /// Force output of log messages to stderr (implies --debug)
-    #[arg(short = 'i', long = "debug-interactively")]
-    pub debug_interactively: bool,
-    /// The [address:]port that the http-engine shall bind to (default: 0.0.0.0:8080)
-    #[arg(short = 'b', long = "bind", value_name = "BIND_ADDRESS")]
-    pub bind: Option<String>,
-    /// Detach from the terminal and run in the background
-    #[arg(short = 'D', long = "daemonize")]
-    pub daemonize: bool,
-    /// Alternative file path for the daemon's PID file
-    #[arg(
-        short = 'P',
-        long = "pidfile",
-        default_value = "/run/x2gobroker/x2gobroker-daemon.pid"
-    )]
-    pub pidfile: PathBuf,
-    /// Directory for the stdout and stderr log files of a daemonized process
-    #[arg(short = 'L', long = "logdir", default_value = "/var/log/x2gobroker/")]
-    pub logdir: PathBuf,
-    /// Drop privileges to X2GOBROKER_DAEMON_USER / X2GOBROKER_DAEMON_GROUP (root only)
-    #[arg(long = "drop-privileges")]
-    pub drop_privileges: bool,
+    /// The original's options (shared with SSH mode).
+    #[command(flatten)]
+    pub options: BrokerOptions,
     /// Validate the configuration and the session profiles, then exit
     #[arg(long = "check-config")]
     pub check_config: bool,
-    /// broker task (listsessions, selectsession, setpass, testcon)
-    #[arg(long = "task", value_name = "BROKER_TASK")]
-    pub task: Option<String>,
-    /// Operate on behalf of this X2Go Broker user name
-    #[arg(long = "user", value_name = "USER_NAME")]
-    pub user: Option<String>,
-    /// Operate on behalf of this X2Go Server user name
-    #[arg(long = "login", value_name = "LOGIN_NAME")]
-    pub login: Option<String>,
-    /// not-yet supported feature, ignored
-    #[arg(long = "event", value_name = "EVENT_NAME")]
-    pub event: Option<String>,
-    /// Pre-shared (dynamic) authentication ID
-    #[arg(
-        long = "auth-cookie",
-        visible_alias = "next-authid",
-        alias = "authid",
-        value_name = "AUTH_ID"
-    )]
-    pub auth_cookie: Option<String>,
-    /// for task: the profile ID selected from the list of available session profiles
-    #[arg(long = "profile-id", visible_alias = "sid", value_name = "PROFILE_ID")]
-    pub profile_id: Option<String>,
-    /// select a non-default broker backend
-    #[arg(long = "backend", value_name = "BROKER_BACKEND")]
-    pub backend: Option<String>,
     /// Syslog socket to log to (default /dev/log; env X2GOBROKER_SYSLOG_SOCKET)
     #[arg(long = "syslog-socket", value_name = "PATH", hide = true)]
     pub syslog_socket: Option<PathBuf>,
@@ -90,9 +38,6 @@ pub struct Cli {
     /// Write bash, zsh and fish completions into DIR and exit
     #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
     pub generate_completions: Option<PathBuf>,
-    /// Event information after `--`
-    #[arg(last = true)]
-    pub event_args: Vec<String>,
 }
 
 /// The bind address as the original reads it (`[address:]port`, default
@@ -119,13 +64,14 @@ pub fn main(program: &str) -> ExitCode {
     ) {
         return code;
     }
-    let mode = match &cli.mode {
+    let mode = match &cli.options.mode {
         Some(m) => m.to_uppercase(),
-        None if cli.daemonize || program == "x2gobroker-daemon" => "HTTP".into(),
+        None if cli.options.daemonize || program == "x2gobroker-daemon" => "HTTP".into(),
         None => "SSH".into(),
     };
-    let ssh_mode = mode == "SSH" && program != "x2gobroker-daemon" && !cli.daemonize;
-    let serves_here = !cli.check_config && !ssh_mode && !cli.daemonize && (mode == "SSH" || mode == "HTTP");
+    let ssh_mode = mode == "SSH" && program != "x2gobroker-daemon" && !cli.options.daemonize;
+    let serves_here =
+        !cli.check_config && !ssh_mode && !cli.options.daemonize && (mode == "SSH" || mode == "HTTP");
     // First, while this process has one thread: taking systemd's sockets
     // clears LISTEN_* from the environment (the syslog thread and the
     // runtime start later).
@@ -137,13 +83,13 @@ pub fn main(program: &str) -> ExitCode {
     // no_new_privs is per thread and inherited: set now, it covers every
     // thread to come (the drop itself comes after binding, see below), as
     // NoNewPrivileges= does in the unit.
-    if serves_here && cli.drop_privileges && nix::unistd::getuid().is_root() {
+    if serves_here && cli.options.drop_privileges && nix::unistd::getuid().is_root() {
         if let Err(e) = nix::sys::prctl::set_no_new_privs() {
             eprintln!("{program}: cannot set no_new_privs: {e}");
             return ExitCode::from(1);
         }
     }
-    let debug = cli.debug || cli.debug_interactively;
+    let debug = cli.options.debug || cli.options.debug_interactively;
     let mut env = match Environment::from_process(program) {
         Ok(e) => e,
         Err(e) => {
@@ -151,7 +97,7 @@ pub fn main(program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(c) = &cli.config_file {
+    if let Some(c) = &cli.options.config_file {
         env.config_file = c.clone();
     }
     if debug {
@@ -160,7 +106,7 @@ pub fn main(program: &str) -> ExitCode {
     crate::daemon::logging::init(&crate::daemon::logging::LogOptions {
         program,
         debug: env.debug,
-        force_stderr: cli.debug_interactively,
+        force_stderr: cli.options.debug_interactively,
         syslog_socket: cli.syslog_socket.as_deref(),
     });
     if cli.check_config {
@@ -175,16 +121,20 @@ pub fn main(program: &str) -> ExitCode {
         return crate::ssh::main(program);
     }
     for (given, name) in [
-        (cli.user.is_some(), "--user"),
-        (cli.auth_cookie.is_some(), "--auth-cookie"),
-        (cli.task.is_some(), "--task"),
-        (cli.profile_id.is_some(), "--profile-id"),
+        (cli.options.user.is_some(), "--user"),
+        (cli.options.auth_cookie.is_some(), "--auth-cookie"),
+        (cli.options.task.is_some(), "--task"),
+        (cli.options.profile_id.is_some(), "--profile-id"),
     ] {
         if given {
             log::warn!("ignoring non-valid option {name} for broker mode HTTP...");
         }
     }
-    let bind_text = cli.bind.clone().unwrap_or_else(|| env.bind_address.clone());
+    let bind_text = cli
+        .options
+        .bind
+        .clone()
+        .unwrap_or_else(|| env.bind_address.clone());
     let addr = match parse_bind(&bind_text) {
         Ok(a) => a,
         Err(e) => {
@@ -192,7 +142,7 @@ pub fn main(program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if cli.daemonize {
+    if cli.options.daemonize {
         return daemonize(&cli);
     }
     let broker = match Broker::load(&env) {
@@ -229,7 +179,7 @@ pub fn main(program: &str) -> ExitCode {
     };
     let code = runtime.block_on(serve(env, broker, sockets));
     if cli.daemonized {
-        remove_own_pidfile(&cli.pidfile);
+        remove_own_pidfile(&cli.options.pidfile());
     }
     code
 }
@@ -283,7 +233,7 @@ fn daemonize(cli: &Cli) -> ExitCode {
         .skip(1)
         .filter(|a| *a != "-D" && *a != "--daemonize")
         .collect();
-    let logdir = &cli.logdir;
+    let logdir = &cli.options.logdir();
     if let Err(e) = std::fs::create_dir_all(logdir) {
         eprintln!(
             "Insufficent privileges. Cannot create directory for stdout/stderr log files: {} ({e})",
@@ -311,7 +261,7 @@ fn daemonize(cli: &Cli) -> ExitCode {
     let mut cmd = std::process::Command::new(exe);
     cmd.stdin(std::process::Stdio::null()).stdout(out).stderr(err);
     // Our own options go first: the given ones may end with `-- EVENT...`.
-    if cli.mode.is_none() && args.first().map(|a| a.ends_with("x2gobroker-daemon")) != Some(true) {
+    if cli.options.mode.is_none() && args.first().map(|a| a.ends_with("x2gobroker-daemon")) != Some(true) {
         cmd.args(["-M", "HTTP"]);
     }
     cmd.arg("--daemonized");
@@ -323,11 +273,11 @@ fn daemonize(cli: &Cli) -> ExitCode {
     cmd.args(&child_args);
     match cmd.spawn() {
         Ok(child) => {
-            if let Some(dir) = cli.pidfile.parent() {
+            if let Some(dir) = cli.options.pidfile().parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            if let Err(e) = std::fs::write(&cli.pidfile, format!("{}\n", child.id())) {
-                eprintln!("Cannot write PID file {}: {e}", cli.pidfile.display());
+            if let Err(e) = std::fs::write(cli.options.pidfile(), format!("{}\n", child.id())) {
+                eprintln!("Cannot write PID file {}: {e}", cli.options.pidfile().display());
                 return ExitCode::from(253);
             }
             ExitCode::SUCCESS
@@ -435,7 +385,7 @@ fn bind_sockets(
             None
         }
     };
-    if cli.drop_privileges {
+    if cli.options.drop_privileges {
         drop_privileges(env).map_err(|e| format!("cannot drop privileges: {e}"))?;
         log::info!("dropped privileges to {}:{}", env.daemon_user, env.daemon_group);
     }
@@ -526,11 +476,42 @@ mod tests {
             "ev",
         ])
         .unwrap();
-        assert_eq!(cli.mode.as_deref(), Some("HTTP"));
-        assert_eq!(cli.auth_cookie.as_deref(), Some("c"));
-        assert_eq!(cli.profile_id.as_deref(), Some("p"));
-        assert_eq!(cli.event_args, vec!["ev"]);
+        assert_eq!(cli.options.mode.as_deref(), Some("HTTP"));
+        assert_eq!(cli.options.auth_cookie.as_deref(), Some("c"));
+        assert_eq!(cli.options.profile_id.as_deref(), Some("p"));
+        assert_eq!(cli.options.event_args, vec!["ev"]);
         let cli = Cli::try_parse_from(["x2gobroker", "--authid", "z"]).unwrap();
-        assert_eq!(cli.auth_cookie.as_deref(), Some("z"));
+        assert_eq!(cli.options.auth_cookie.as_deref(), Some("z"));
+    }
+
+    /// argparse (the original): a repeated option's last value wins. The
+    /// daemon's parser and SSH mode's must agree, whatever the program.
+    #[test]
+    fn repeated_options_behave_as_argparse_in_every_program() {
+        let args = [
+            "--task",
+            "listsessions",
+            "--user",
+            "a",
+            "--user",
+            "b",
+            "-C",
+            "/one",
+            "--config-file=/two",
+            "--sid",
+            "p1",
+            "--profile-id",
+            "p2",
+        ];
+        let daemon = Cli::try_parse_from(std::iter::once("x2gobroker").chain(args)).unwrap();
+        let ssh = crate::ssh::args::SshArgs::parse_list(&args.map(String::from)).unwrap();
+        assert_eq!(daemon.options, ssh);
+        assert_eq!(ssh.user.as_deref(), Some("b"));
+        assert_eq!(ssh.config_file, Some(PathBuf::from("/two")));
+        assert_eq!(ssh.profile_id.as_deref(), Some("p2"));
+        let daemon =
+            Cli::try_parse_from(["x2gobroker-daemon", "-d", "-d", "-b", "1:1", "-b", "2:2"]).unwrap();
+        assert_eq!(daemon.options.bind.as_deref(), Some("2:2"));
+        assert!(daemon.options.debug);
     }
 }
