@@ -73,7 +73,7 @@ Try:
   curl -d 'user=$DEMO_USER&password=$DEMO_PASSWORD&task=selectsession&sid=demo-kde' http://127.0.0.1:$PORT/plain/
   curl -d 'user=$DEMO_USER&password=$DEMO_PASSWORD&task=listsessions' http://127.0.0.1:$PORT/json/
   curl -d 'user=$DEMO_USER&password=wrong&task=listsessions' -i http://127.0.0.1:$PORT/plain/   # 401
-  $BIN/x2gobroker-authhelper --socket $SOCKET --status
+  $BIN/x2gobroker-ctl status --only authhelper --authservice-socket $SOCKET
   pyhoca-cli --broker-url http://$DEMO_USER@127.0.0.1:$PORT/json/ --broker-password $DEMO_PASSWORD --list-profiles
     (pyhoca-cli needs DISPLAY set to any value)
 

@@ -5,8 +5,10 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The original's default (`/run/x2gobroker/x2gobroker-authservice.socket`).
-pub const DEFAULT_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
+use x2gobroker_protocol::paths::{
+    AUTHSERVICE_SOCKET_ENV, DAEMON_GROUP_ENV, DAEMON_USER_ENV, DEFAULT_AUTHSERVICE_SOCKET,
+};
+
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
 #[derive(Debug, Clone, Parser)]
@@ -16,9 +18,8 @@ pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
     about = "Root PAM helper of the X2Go Session Broker"
 )]
 pub struct Options {
-    /// Socket to listen on (ignored when systemd hands one over), or to
-    /// query with --status.
-    #[arg(long, env = "X2GOBROKER_AUTHSERVICE_SOCKET", default_value = DEFAULT_SOCKET)]
+    /// Socket to listen on (ignored when systemd hands one over).
+    #[arg(long, env = AUTHSERVICE_SOCKET_ENV, default_value = DEFAULT_AUTHSERVICE_SOCKET)]
     pub socket: PathBuf,
 
     /// Owner of a socket the helper binds itself.
@@ -26,7 +27,7 @@ pub struct Options {
     pub socket_owner: String,
 
     /// Group of a socket the helper binds itself.
-    #[arg(long, env = "X2GOBROKER_DAEMON_GROUP", default_value = "x2gobroker")]
+    #[arg(long, env = DAEMON_GROUP_ENV, default_value = "x2gobroker")]
     pub socket_group: String,
 
     /// Permission bits (octal) of a socket the helper binds itself.
@@ -35,10 +36,11 @@ pub struct Options {
 
     /// The unprivileged broker daemon's user; it (and root) may ask for
     /// authentication.
-    #[arg(long, env = "X2GOBROKER_DAEMON_USER", default_value = "x2gobroker")]
+    #[arg(long, env = DAEMON_USER_ENV, default_value = "x2gobroker")]
     pub daemon_user: String,
 
-    /// Members of this group (and root) may query --status.
+    /// Members of this group (and root) may query the status
+    /// (`x2gobroker-ctl status`).
     #[arg(long, default_value = "adm")]
     pub admin_group: String,
 
@@ -106,14 +108,6 @@ pub struct Options {
     /// daemon user are not limited.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub ssh_tasks_per_user: u32,
-
-    /// Client mode: print the running helper's version, uptime and counters.
-    #[arg(long)]
-    pub status: bool,
-
-    /// With --status: print JSON.
-    #[arg(long, requires = "status")]
-    pub json: bool,
 }
 
 impl Options {

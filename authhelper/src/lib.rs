@@ -2,8 +2,8 @@
 //!
 //! It is the only privileged part of the broker: it authenticates users with
 //! PAM on behalf of the unprivileged daemon, runs SSH-mode broker tasks in
-//! children dropped to the daemon user, and answers admin status queries,
-//! over one Unix stream socket whose peers it identifies with SO_PEERCRED.
+//! children dropped to the daemon user, and answers admin status queries
+//! (from `x2gobroker-ctl status`), over one Unix stream socket whose peers it identifies with SO_PEERCRED.
 //! One module per concern; `server` wires them together.
 #![deny(unsafe_code)]
 
@@ -18,7 +18,6 @@ pub mod server;
 pub mod ssh_policy;
 pub mod ssh_task;
 pub mod stats;
-pub mod status_client;
 pub mod throttle;
 pub mod worker_launch;
 

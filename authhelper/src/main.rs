@@ -1,17 +1,12 @@
-//! `x2gobroker-authhelper`: serve (default) or query a running helper (`--status`).
+//! `x2gobroker-authhelper`: the root helper (its status client is
+//! `x2gobroker-ctl status`, which needs no privileges).
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use x2gobroker_authhelper::{cli::Options, server, status_client};
+use x2gobroker_authhelper::{cli::Options, server};
 
 fn main() -> std::process::ExitCode {
-    let options = Options::parse();
-    let result = if options.status {
-        status_client::run(&options)
-    } else {
-        server::run(options)
-    };
-    match result {
+    match server::run(Options::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("x2gobroker-authhelper: {e}");

@@ -2,7 +2,7 @@
 
 use crate::peer::PeerCredentials;
 use crate::StartupError;
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Group, User};
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -27,28 +27,29 @@ impl Policy {
         })
     }
 
-    /// PAM requests: root and the broker daemon only.
-    pub fn may_authenticate(&self, peer: &PeerCredentials) -> bool {
-        peer.uid == 0 || peer.uid == self.daemon_uid
+    /// Whether `peer` is one of `who`.
+    pub fn admits(&self, who: Who, peer: &PeerCredentials) -> bool {
+        match who {
+            // The socket's mode decides who can connect at all.
+            Who::AnyConnected => true,
+            Who::DaemonOrRoot => peer.uid == 0 || peer.uid == self.daemon_uid,
+            // The daemon's control socket applies the same rule.
+            Who::Admin => x2gobroker_sys::admin::is_admin(peer.uid, peer.gid, Some(self.admin_gid)),
+        }
     }
+}
 
-    /// Status: root, and members of the admin group (primary group from the
-    /// kernel, supplementary membership looked up live in the group database).
-    pub fn may_query_status(&self, peer: &PeerCredentials) -> bool {
-        if peer.uid == 0 || peer.gid == self.admin_gid {
-            return true;
-        }
-        let Ok(Some(user)) = User::from_uid(Uid::from_raw(peer.uid)) else {
-            return false;
-        };
-        if user.gid.as_raw() == self.admin_gid {
-            return true;
-        }
-        match Group::from_gid(Gid::from_raw(self.admin_gid)) {
-            Ok(Some(group)) => group.mem.contains(&user.name),
-            _ => false,
-        }
-    }
+/// Who may ask for a request (see the table in `server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// Anyone who can open the socket; the handler decides further from
+    /// the kernel-verified uid (SSH-mode tasks: ARCHITECTURE.md P2).
+    AnyConnected,
+    /// Root and the broker daemon (PAM).
+    DaemonOrRoot,
+    /// Root and the admin group: primary group from the kernel,
+    /// supplementary membership looked up live in the group database.
+    Admin,
 }
 
 #[cfg(test)]
@@ -62,12 +63,13 @@ mod tests {
     #[test]
     fn root_may_do_everything_and_strangers_nothing() {
         let p = Policy::new("root", "root").unwrap();
-        assert!(p.may_authenticate(&peer(0, 0)));
-        assert!(p.may_query_status(&peer(0, 0)));
-        assert!(!p.may_authenticate(&peer(65534, 65534)));
-        assert!(!p.may_query_status(&peer(65534, 65534)));
+        assert!(p.admits(Who::DaemonOrRoot, &peer(0, 0)));
+        assert!(p.admits(Who::Admin, &peer(0, 0)));
+        assert!(!p.admits(Who::DaemonOrRoot, &peer(65534, 65534)));
+        assert!(!p.admits(Who::Admin, &peer(65534, 65534)));
+        assert!(p.admits(Who::AnyConnected, &peer(65534, 65534)));
         assert!(
-            p.may_query_status(&peer(65534, 0)),
+            p.admits(Who::Admin, &peer(65534, 0)),
             "primary group from the kernel counts"
         );
     }

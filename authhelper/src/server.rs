@@ -1,20 +1,24 @@
 //! Start-up sequence and the connection loop.
 //!
-//! Order matters: check root, open the log, resolve names, bind (needs
-//! CAP_CHOWN/CAP_FOWNER), drop capabilities, and only then start threads
-//! (capabilities are per thread; every thread inherits the reduced sets).
+//! Order matters: check root, take systemd's socket (it clears LISTEN_*
+//! from the environment, which is sound only while no other thread runs),
+//! open the log, resolve names, bind (needs CAP_CHOWN/CAP_FOWNER), drop
+//! capabilities, and only then start threads (capabilities are per thread;
+//! every thread inherits the reduced sets).
 
 use crate::audit::{self, Action};
 use crate::cli::Options;
 use crate::listener::{self, BindOptions};
 use crate::pam::{self, PamOutcome, PamRequest};
 use crate::peer::PeerCredentials;
-use crate::policy::Policy;
+use crate::policy::{Policy, Who};
 use crate::privileges;
 use crate::ssh_task::{self, SshTasks};
 use crate::stats::Stats;
 use crate::throttle::{Key, Throttle};
 use crate::StartupError;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
@@ -45,14 +49,18 @@ pub fn run(options: Options) -> Result<(), StartupError> {
             "must be started as root (it runs PAM and drops SSH-mode workers to the daemon user)",
         ));
     }
+    let passed = x2gobroker_sys::listen_fds::take().map_err(StartupError::new)?;
     audit::init(options.foreground, options.debug, &options.syslog_socket);
     let policy = Policy::new(&options.daemon_user, &options.admin_group)?;
-    let listener = listener::open(&BindOptions {
-        path: &options.socket,
-        owner: &options.socket_owner,
-        group: &options.socket_group,
-        mode: options.socket_mode,
-    })?;
+    let listener = listener::open(
+        passed,
+        &BindOptions {
+            path: &options.socket,
+            owner: &options.socket_owner,
+            group: &options.socket_group,
+            mode: options.socket_mode,
+        },
+    )?;
     privileges::drop_to_kept()?;
     listener
         .socket
@@ -199,21 +207,115 @@ async fn handle_connection(mut stream: UnixStream, state: &State) {
             Ok(request) => request,
             Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
         };
-        if let Request::RunSshTask(task) = request {
-            // Answered with a stream of frames; one task per connection.
-            Stats::bump(&state.stats.requests);
-            let ctx = ssh_task::Context {
-                tasks: &state.ssh_tasks,
-                stats: &state.stats,
-                write_timeout: state.read_timeout,
-            };
-            return ssh_task::serve(&mut stream, task, &peer, &ctx).await;
-        }
-        let response = dispatch(request, &peer, state).await;
+        Stats::bump(&state.stats.requests);
+        let Some(&(_, who, refusal, handler)) = REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request))
+        else {
+            let _ = send(
+                &mut stream,
+                state,
+                &error(ErrorKind::BadRequest, "Hello was already exchanged"),
+            )
+            .await;
+            continue;
+        };
+        let response = if state.policy.admits(who, &peer) {
+            match handler(&mut stream, request, &peer, state).await {
+                Some(response) => response,
+                // The handler answered (a stream of frames) and the connection ends.
+                None => return,
+            }
+        } else {
+            Stats::bump(&state.stats.policy_denials);
+            audit::decision(
+                &peer,
+                &audit_action(&request, state),
+                &format!("denied by policy ({refusal})"),
+            );
+            error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid))
+        };
         if send(&mut stream, state, &response).await.is_err() {
             return;
         }
     }
+}
+
+/// A handler's answer: one response, or `None` when it answered itself and
+/// the connection ends.
+type Answer<'a> = Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>>;
+type Handler = for<'a> fn(&'a mut UnixStream, Request, &'a PeerCredentials, &'a State) -> Answer<'a>;
+
+/// Every request after the handshake: its kind, who may ask (checked here,
+/// before the handler runs, from SO_PEERCRED only), why others are refused,
+/// and its handler — one table, like OpenSSH's monitor.
+const REQUESTS: [(&str, Who, &str, Handler); 3] = [
+    (
+        "Authenticate",
+        Who::DaemonOrRoot,
+        "only root and the daemon user may request authentication",
+        |_, request, peer, state| Box::pin(authenticate(request, peer, state)),
+    ),
+    (
+        "Status",
+        Who::Admin,
+        "status is for root and the admin group only",
+        |_, _, peer, state| Box::pin(status(peer, state)),
+    ),
+    (
+        "RunSshTask",
+        Who::AnyConnected,
+        "",
+        |stream, request, peer, state| Box::pin(ssh_task(stream, request, peer, state)),
+    ),
+];
+
+fn kind_of(request: &Request) -> &'static str {
+    match request {
+        Request::Hello { .. } => "Hello",
+        Request::Authenticate(_) => "Authenticate",
+        Request::Status => "Status",
+        Request::RunSshTask(_) => "RunSshTask",
+    }
+}
+
+/// What a refused request asked for, for the audit line.
+fn audit_action<'a>(request: &'a Request, state: &'a State) -> Action<'a> {
+    match request {
+        Request::Authenticate(a) => Action::Authenticate {
+            user: &a.user,
+            client_address: a.client_address.as_deref(),
+            service: a.service.as_deref().unwrap_or(&state.pam_services[0]),
+        },
+        Request::RunSshTask(t) => Action::SshTask {
+            caller: "-",
+            broker_user: None,
+            task: Some(&t.task.task),
+        },
+        Request::Hello { .. } | Request::Status => Action::Status,
+    }
+}
+
+async fn status(peer: &PeerCredentials, state: &State) -> Option<Response> {
+    audit::decision(peer, &Action::Status, "granted");
+    Some(Response::Status(state.stats.report()))
+}
+
+/// Answered with a stream of frames; one task per connection.
+async fn ssh_task(
+    stream: &mut UnixStream,
+    request: Request,
+    peer: &PeerCredentials,
+    state: &State,
+) -> Option<Response> {
+    let Request::RunSshTask(task) = request else {
+        return Some(error(ErrorKind::Internal, "not an SSH-mode task"));
+    };
+    let ctx = ssh_task::Context {
+        tasks: &state.ssh_tasks,
+        stats: &state.stats,
+        write_timeout: state.read_timeout,
+    };
+    ssh_task::serve(stream, task, peer, &ctx).await;
+    None
 }
 
 async fn read_request(stream: &mut UnixStream, state: &State) -> Result<Request, FrameError> {
@@ -252,34 +354,20 @@ fn error(kind: ErrorKind, message: &str) -> Response {
     Response::Error(ErrorReply::new(kind, message))
 }
 
-async fn dispatch(request: Request, peer: &PeerCredentials, state: &State) -> Response {
-    Stats::bump(&state.stats.requests);
-    match request {
-        Request::Hello { .. } => error(ErrorKind::BadRequest, "Hello was already exchanged"),
-        Request::Authenticate(auth) => authenticate(auth, peer, state).await,
-        Request::Status => {
-            if state.policy.may_query_status(peer) {
-                audit::decision(peer, &Action::Status, "granted");
-                Response::Status(state.stats.report())
-            } else {
-                Stats::bump(&state.stats.policy_denials);
-                audit::decision(peer, &Action::Status, "denied by policy");
-                error(
-                    ErrorKind::DeniedByPolicy,
-                    "status is for root and the admin group only",
-                )
-            }
-        }
-        // Served by handle_connection (a stream of answers, not one).
-        Request::RunSshTask(_) => error(ErrorKind::Internal, "SSH-mode task not dispatched"),
-    }
-}
-
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control)
 }
 
-async fn authenticate(request: AuthRequest, peer: &PeerCredentials, state: &State) -> Response {
+async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -> Option<Response> {
+    let Request::Authenticate(request) = request else {
+        return Some(error(ErrorKind::Internal, "not an authentication"));
+    };
+    Some(authenticate_as_allowed(request, peer, state).await)
+}
+
+/// PAM for a caller the table admitted: allow-listed service, valid names,
+/// throttling, a bounded number of transactions, each with a deadline.
+async fn authenticate_as_allowed(request: AuthRequest, peer: &PeerCredentials, state: &State) -> Response {
     let AuthRequest {
         user,
         password,
@@ -294,14 +382,6 @@ async fn authenticate(request: AuthRequest, peer: &PeerCredentials, state: &Stat
     };
     let audit = |outcome: &str| audit::decision(peer, &action, outcome);
 
-    if !state.policy.may_authenticate(peer) {
-        Stats::bump(&state.stats.policy_denials);
-        audit("denied by policy (caller may not authenticate)");
-        return error(
-            ErrorKind::DeniedByPolicy,
-            &format!("uid {} may not request authentication", peer.uid),
-        );
-    }
     if !state.pam_services.contains(&service) {
         Stats::bump(&state.stats.policy_denials);
         audit("denied by policy (PAM service not allowed)");

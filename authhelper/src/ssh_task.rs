@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
 use tokio::time::{timeout, Instant};
 use x2gobroker_protocol::frame::nonblocking::write_message;
+use x2gobroker_protocol::paths;
 use x2gobroker_protocol::{
     ErrorKind, ErrorReply, FrameError, OutputStream, Response, SshTaskRequest, WorkerJob,
 };
@@ -35,10 +36,10 @@ pub const PASSED_ON: [&str; 9] = [
     "X2GOBROKER_CONFIG",
     "X2GOBROKER_SESSIONPROFILES",
     "X2GOBROKER_DEFAULT_BACKEND",
-    "X2GOBROKER_DAEMON_USER",
-    "X2GOBROKER_DAEMON_GROUP",
+    paths::DAEMON_USER_ENV,
+    paths::DAEMON_GROUP_ENV,
     "X2GOBROKER_AGENT_CMD",
-    "X2GOBROKER_AUTHSERVICE_SOCKET",
+    paths::AUTHSERVICE_SOCKET_ENV,
     "X2GOBROKER_LOADCHECKER_SOCKET",
     "LANG",
 ];
@@ -59,8 +60,8 @@ impl SshTasks {
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
         // The worker must agree with us on who the daemon user is.
-        env.retain(|(k, _)| k != "X2GOBROKER_DAEMON_USER");
-        env.push(("X2GOBROKER_DAEMON_USER".into(), daemon_user.to_string()));
+        env.retain(|(k, _)| k != paths::DAEMON_USER_ENV);
+        env.push((paths::DAEMON_USER_ENV.into(), daemon_user.to_string()));
         SshTasks {
             program,
             daemon_user: daemon_user.to_string(),
@@ -175,11 +176,10 @@ pub async fn serve(
             return;
         }
     };
-    let task = ssh_policy::scan(&job.args).ok().and_then(|o| o.task);
     let action = Action::SshTask {
         caller: &audit_caller,
         broker_user: Some(&job.broker_user),
-        task: task.as_deref(),
+        task: Some(&job.task.task),
     };
     let outcome = run(stream, &job, &account, ctx).await;
     match &outcome {
@@ -216,7 +216,6 @@ fn prepare(
         })?;
     *audit_caller = format!("{name:?}");
     let caller = Caller { uid: peer.uid, name };
-    let options = ssh_policy::scan(&request.args).map_err(|e| refused(ErrorKind::BadRequest, e))?;
     let account = WorkerAccount::resolve(&ctx.tasks.daemon_user).map_err(|e| {
         log::error!("SSH mode: daemon user: {e}");
         refused(
@@ -224,7 +223,7 @@ fn prepare(
             "SSH mode is unavailable (daemon user); see the helper's log",
         )
     })?;
-    let broker_user = ssh_policy::broker_user(&caller, account.uid.as_raw(), &options)
+    let broker_user = ssh_policy::broker_user(&caller, account.uid.as_raw(), &request.task)
         .map_err(|r| refused(ErrorKind::DeniedByPolicy, r.0))?;
     let client_address = match request.ssh_client.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -250,7 +249,7 @@ fn prepare(
         WorkerJob {
             broker_user,
             caller_uid: peer.uid,
-            args: request.args,
+            task: request.task,
             client_address,
         },
         account,

@@ -1,4 +1,4 @@
-//! Counters for `--status`.
+//! Counters for `x2gobroker-ctl status`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;

@@ -1,57 +1,21 @@
 //! Starting an SSH-mode worker as the daemon user (ARCHITECTURE.md P3): the child
-//! sets the daemon user's supplementary groups, its gid, then its uid (which
-//! empties the permitted, effective and ambient capability sets; the
-//! inheritable set was emptied at start-up), checks that uid 0 and gid 0
-//! cannot be regained, and sets no_new_privs, all before exec. The job
+//! drops to the daemon user's supplementary groups, gid and uid with
+//! `x2gobroker_sys::privileges::drop_to` before exec (the inheritable
+//! capability set was emptied at start-up). The job
 //! reaches the worker on its standard input, one end of a socketpair made
 //! here, so the worker can check with SO_PEERCRED that root (its parent)
 //! made it.
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::unistd::{Gid, Uid, User};
-use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// The argument that selects worker mode in `x2gobroker-ssh`.
-pub const WORKER_FLAG: &str = "--ssh-worker";
+pub use x2gobroker_protocol::paths::WORKER_FLAG;
 
 /// The account workers run as, looked up live for every task.
-#[derive(Debug, Clone)]
-pub struct WorkerAccount {
-    pub name: String,
-    pub uid: Uid,
-    pub gid: Gid,
-    /// Supplementary groups from the group database (includes `gid`).
-    pub groups: Vec<Gid>,
-    pub home: PathBuf,
-}
-
-impl WorkerAccount {
-    pub fn resolve(name: &str) -> Result<WorkerAccount, String> {
-        let user = User::from_name(name)
-            .map_err(|e| format!("looking up {name:?}: {e}"))?
-            .ok_or_else(|| format!("no such user {name:?}"))?;
-        if user.uid.is_root() || user.gid.as_raw() == 0 {
-            return Err(format!("{name:?} has uid or gid 0; workers must not run as root"));
-        }
-        let c_name = CString::new(name).map_err(|_| format!("{name:?} contains NUL"))?;
-        let groups = nix::unistd::getgrouplist(&c_name, user.gid)
-            .map_err(|e| format!("supplementary groups of {name:?}: {e}"))?;
-        if groups.iter().any(|g| g.as_raw() == 0) {
-            return Err(format!("{name:?} is a member of group 0; workers must not be"));
-        }
-        Ok(WorkerAccount {
-            name: user.name,
-            uid: user.uid,
-            gid: user.gid,
-            groups,
-            home: user.dir,
-        })
-    }
-}
+pub type WorkerAccount = x2gobroker_sys::privileges::Account;
 
 /// The worker program: `--ssh-worker-program`, else `x2gobroker-ssh` next
 /// to this executable, then in `../bin` (sbin/bin layouts), then /usr/bin.
@@ -134,13 +98,13 @@ pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) 
         .kill_on_drop(true);
     let groups = account.groups.clone();
     let (uid, gid) = (account.uid, account.gid);
-    // SAFETY: the closure runs in the forked child before exec. It only
-    // makes system calls through nix's thin wrappers (setgroups, setgid,
-    // setuid, prctl, umask), which neither allocate nor take locks:
+    // SAFETY: the closure runs in the forked child before exec. `drop_to`
+    // only makes system calls through nix's thin wrappers (setgroups,
+    // setgid, setuid, prctl, umask), which neither allocate nor take locks:
     // `groups` was built before the fork and is only borrowed.
     #[allow(unsafe_code)]
     unsafe {
-        command.pre_exec(move || drop_privileges_in_child(&groups, gid, uid));
+        command.pre_exec(move || x2gobroker_sys::privileges::drop_to(&groups, gid, uid));
     }
     // The command (holding our copy of the child's end) is dropped on
     // return, so the worker's end is then open in the worker only.
@@ -149,26 +113,6 @@ pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) 
         child,
         job_socket: std::os::unix::net::UnixStream::from(ours),
     })
-}
-
-/// In the child, before exec. Order matters: groups and gid need
-/// CAP_SETGID, which setuid() takes away.
-fn drop_privileges_in_child(groups: &[Gid], gid: Gid, uid: Uid) -> std::io::Result<()> {
-    nix::unistd::setgroups(groups)?;
-    nix::unistd::setgid(gid)?;
-    nix::unistd::setuid(uid)?;
-    // With the uid no longer 0 the kernel has emptied the permitted and
-    // effective sets; prove that neither uid 0 nor gid 0 comes back.
-    // (No allocation here: errors are plain errno values.)
-    let regained =
-        nix::unistd::setuid(Uid::from_raw(0)).is_ok() || nix::unistd::setgid(Gid::from_raw(0)).is_ok();
-    if regained || nix::unistd::getuid() != uid || nix::unistd::geteuid() != uid {
-        return Err(nix::errno::Errno::EPERM.into());
-    }
-    nix::sys::prctl::set_no_new_privs()?;
-    // Cookie files and anything else the task writes are the daemon's alone.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    Ok(())
 }
 
 #[cfg(test)]
@@ -203,11 +147,5 @@ mod tests {
         assert!(check_program(&program).is_err(), "directory writable by others");
         assert!(check_program(&dir.join("missing")).is_err());
         let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn root_and_unknown_accounts_are_refused() {
-        assert!(WorkerAccount::resolve("root").is_err());
-        assert!(WorkerAccount::resolve("no-such-user-xbt").is_err());
     }
 }

@@ -4,9 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where the daemon listens by default (`X2GOBROKER_CONTROL_SOCKET` overrides);
-/// the directory is the daemon unit's `RuntimeDirectory=`.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/x2gobroker-daemon/control.socket";
+pub use crate::paths::{CONTROL_SOCKET_ENV, DEFAULT_CONTROL_SOCKET};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {

@@ -10,6 +10,7 @@ pub mod client;
 pub mod control;
 pub mod frame;
 pub mod message;
+pub mod paths;
 pub mod secret;
 
 pub use frame::{decode, encode, FrameError, MAX_FRAME_LEN};
@@ -17,4 +18,4 @@ pub use message::*;
 pub use secret::Password;
 
 /// Version spoken by this build; exchanged in the `Hello` handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

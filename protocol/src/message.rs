@@ -28,12 +28,36 @@ pub struct AuthRequest {
     pub client_address: Option<String>,
 }
 
-/// The `x2gobroker-ssh` command line, as typed by the caller (without the
-/// program name), plus the SSH_CLIENT the CLI was started with.
+/// An SSH-mode task as the command line parsed it, plus the SSH_CLIENT the
+/// command line was started with. Typed: the helper reads `task.user` and
+/// `task.config_file` for its policy and scans no command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SshTaskRequest {
-    pub args: Vec<String>,
+    pub task: SshTask,
     pub ssh_client: Option<String>,
+}
+
+/// The original's SSH-mode options that reach the broker (`--task`,
+/// `--user`, ...). What the command line answers itself (usage, `--event`,
+/// HTTP-only options) never gets here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshTask {
+    /// `--task`.
+    pub task: String,
+    /// `--user`: root and the magic user may name anyone, others themselves.
+    pub user: Option<String>,
+    /// `--login`.
+    pub login: Option<String>,
+    /// `--auth-cookie` (`--authid`, `--next-authid`).
+    pub auth_cookie: Option<String>,
+    /// `--profile-id` (`--sid`).
+    pub profile_id: Option<String>,
+    /// `--backend`.
+    pub backend: Option<String>,
+    /// `-C` / `--config-file`: root only.
+    pub config_file: Option<String>,
+    /// `-d` or `-i`.
+    pub debug: bool,
 }
 
 /// Helper → client.
@@ -149,8 +173,8 @@ pub struct WorkerJob {
     pub broker_user: String,
     /// Caller's uid as read with SO_PEERCRED, for audit.
     pub caller_uid: u32,
-    /// The task's command line (already policy-checked by the helper).
-    pub args: Vec<String>,
+    /// The task (already policy-checked by the helper).
+    pub task: SshTask,
     /// Client address derived from SSH_CLIENT.
     pub client_address: Option<String>,
 }

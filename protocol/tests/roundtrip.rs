@@ -26,12 +26,27 @@ fn any_request() -> impl Strategy<Value = Request> {
                     client_address,
                 })
             ),
-        (
-            proptest::collection::vec(any_string(), 0..8),
-            proptest::option::of(any_string())
-        )
-            .prop_map(|(args, ssh_client)| Request::RunSshTask(SshTaskRequest { args, ssh_client })),
+        (any_task(), proptest::option::of(any_string()))
+            .prop_map(|(task, ssh_client)| Request::RunSshTask(SshTaskRequest { task, ssh_client })),
     ]
+}
+
+fn any_task() -> impl Strategy<Value = SshTask> {
+    (
+        any_string(),
+        proptest::collection::vec(proptest::option::of(any_string()), 6),
+        any::<bool>(),
+    )
+        .prop_map(|(task, mut o, debug)| SshTask {
+            task,
+            user: o.pop().flatten(),
+            login: o.pop().flatten(),
+            auth_cookie: o.pop().flatten(),
+            profile_id: o.pop().flatten(),
+            backend: o.pop().flatten(),
+            config_file: o.pop().flatten(),
+            debug,
+        })
 }
 
 fn any_error_kind() -> impl Strategy<Value = ErrorKind> {
@@ -97,8 +112,8 @@ proptest! {
     }
 
     #[test]
-    fn worker_jobs_round_trip(user in any_string(), uid in any::<u32>(), args in proptest::collection::vec(any_string(), 0..6), addr in proptest::option::of(any_string())) {
-        let job = WorkerJob { broker_user: user, caller_uid: uid, args, client_address: addr };
+    fn worker_jobs_round_trip(user in any_string(), uid in any::<u32>(), task in any_task(), addr in proptest::option::of(any_string())) {
+        let job = WorkerJob { broker_user: user, caller_uid: uid, task, client_address: addr };
         let frame = encode(&job).unwrap();
         prop_assert_eq!(decode::<WorkerJob>(&frame).unwrap(), job);
     }

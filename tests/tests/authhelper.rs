@@ -464,11 +464,18 @@ fn capabilities_are_reduced_in_every_thread() {
     }
 }
 
+/// The helper's status client is `x2gobroker-ctl status --only authhelper`
+/// (the helper itself has no client mode: nothing of it needs root).
 fn status_command(helper: &RunningHelper, extra: &[&str]) -> Command {
-    let mut command = Command::new(helper_binary());
+    let ctl = target_profile_dir().join("x2gobroker-ctl");
+    assert!(
+        ctl.is_file(),
+        "{} missing: cargo build -p x2gobroker-frontend",
+        ctl.display()
+    );
+    let mut command = Command::new(ctl);
     command
-        .arg("--status")
-        .arg("--socket")
+        .args(["status", "--only", "authhelper", "--authservice-socket"])
         .arg(&helper.socket)
         .args(extra);
     command
@@ -490,42 +497,42 @@ fn status_is_served_to_root_and_admins_only() {
         "version: ",
         "uptime: ",
         "requests: ",
-        "successes: 1",
-        "failures: 0",
-        "throttled: 0",
+        "1 succeeded, 0 failed, 0 throttled",
     ] {
         assert!(text.contains(field), "{field} missing in\n{text}");
     }
     assert!(
-        text.contains("policy denials: ") && text.contains("in flight: "),
+        text.contains("denied by policy") && text.contains("in flight "),
         "{text}"
     );
+    assert!(!text.contains("daemon ("), "only the helper was asked: {text}");
 
     let out = run_to_exit(status_command(&helper, &["--json"]));
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    assert_eq!(json["counters"]["successes"], 1);
+    assert_eq!(json["authhelper"]["successes"], 1);
     assert!(
-        json["uptime_secs"].is_u64() && json["version"].is_string(),
+        json["authhelper"]["uptime_secs"].is_u64() && json["authhelper"]["version"].is_string(),
         "{json}"
     );
+    assert!(json.get("daemon").is_none(), "{json}");
 
     // An ordinary user is refused with a clear message and a non-zero exit.
     let (uid, gid) = user_ids(DAVE.0);
     let mut as_dave = status_command(&helper, &[]);
     as_dave.uid(uid).gid(gid);
     let out = run_to_exit(as_dave);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(stderr.contains("denied by policy"), "{stderr}");
-    assert!(out.stdout.is_empty());
+    assert!(stdout.contains("error: denied by policy"), "{stdout}");
+    assert!(!stdout.contains("version: "), "{stdout}");
 
     // A member of the admin group (supplementary, from the group database) may.
     let (uid, gid) = user_ids(ERIN.0);
     let mut as_erin = status_command(&helper, &[]);
     as_erin.uid(uid).gid(gid);
     let out = run_to_exit(as_erin);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(helper.status().counters.policy_denials, 1);
 }
 

@@ -674,6 +674,27 @@ fn drop_privileges_switches_to_the_daemon_user_after_taking_the_sockets() {
     assert!(field("Uid").iter().all(|u| *u == uid.to_string()), "{status}");
     assert!(field("Gid").iter().all(|g| *g == gid.to_string()), "{status}");
     assert!(field("Groups").is_empty(), "{status}");
+    // Dropped before any runtime thread started: no_new_privs (a per-thread
+    // attribute) on every thread, and no capabilities left.
+    let pid = daemon.child.id();
+    let tasks: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_owned()))
+        .collect();
+    assert!(tasks.len() > 1, "expected runtime threads: {tasks:?}");
+    for tid in tasks {
+        let status = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).expect("task status");
+        let value = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(value("NoNewPrivs"), "1", "thread {tid}: {status}");
+        assert_eq!(value("CapEff"), "0000000000000000", "thread {tid}: {status}");
+    }
     // Still serving, from the socket taken as root.
     let answer = post(daemon.port, "/plain/", "task=listsessions");
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");

@@ -298,11 +298,8 @@ fn helper_socket_path_is_the_original_default_and_the_helper_default() {
     let socket = read_unit("x2gobroker-authhelper.socket");
     let path = single_value(&socket, "ListenStream");
     assert_eq!(path, "/run/x2gobroker/x2gobroker-authservice.socket");
-    let cli = fs::read_to_string(repo().join("authhelper/src/cli.rs")).expect("helper cli.rs");
-    assert!(
-        cli.contains(&format!("\"{path}\"")),
-        "the helper's default socket differs from {path}"
-    );
+    // Defined once, for the helper, SSH mode and x2gobroker-ctl.
+    assert_eq!(x2gobroker_protocol::paths::DEFAULT_AUTHSERVICE_SOCKET, path);
     let defaults = repo().join("etc/broker/defaults.conf");
     let defaults = fs::read_to_string(defaults).expect("defaults.conf");
     assert!(defaults.contains(&format!("#X2GOBROKER_AUTHSERVICE_SOCKET={path}")));

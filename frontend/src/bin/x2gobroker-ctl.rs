@@ -1,23 +1,25 @@
-//! `x2gobroker-ctl status [--json]`: admin diagnostics of the running
-//! broker — the auth helper's status (protocol `Request::Status` over the
-//! helper socket) and the daemon's (its local control socket). For root and
-//! members of the admin group; both services check the caller themselves.
+//! `x2gobroker-ctl status [--json] [--only authhelper|daemon]`: admin
+//! diagnostics of the running broker — the auth helper's status (protocol
+//! `Request::Status` over the helper socket) and the daemon's (its local
+//! control socket). For root and members of the admin group; both services
+//! check the caller themselves. The only status client of either: nothing
+//! of it needs to run as root.
 #![forbid(unsafe_code)]
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 use std::fmt::Write as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use x2gobroker_frontend::core::jsonout;
 use x2gobroker_frontend::daemon::control::{socket_path, CONTROL_SOCKET_ENV};
 use x2gobroker_protocol::client::blocking::Client;
 use x2gobroker_protocol::control::{ControlRequest, ControlResponse, DaemonStatus};
 use x2gobroker_protocol::frame::blocking::{read_message, write_message};
-use x2gobroker_protocol::{Request, Response, StatusReport};
+use x2gobroker_protocol::paths::{AUTHSERVICE_SOCKET_ENV, DEFAULT_AUTHSERVICE_SOCKET};
+use x2gobroker_protocol::{Counters, Request, Response, StatusReport};
 
-const DEFAULT_AUTHSERVICE_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Parser, Debug)]
@@ -50,7 +52,16 @@ enum Command {
         /// Machine-readable output (one JSON object)
         #[arg(long)]
         json: bool,
+        /// Ask only this part of the broker (default: both)
+        #[arg(long, value_enum)]
+        only: Option<Part>,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    Authhelper,
+    Daemon,
 }
 
 fn main() -> ExitCode {
@@ -64,25 +75,25 @@ fn main() -> ExitCode {
     ) {
         return code;
     }
-    let Some(Command::Status { json }) = cli.command else {
+    let Some(Command::Status { json, only }) = cli.command else {
         let _ = Cli::command().print_help();
         return ExitCode::from(2);
     };
     let helper_path = cli
         .authservice_socket
         .clone()
-        .or_else(|| std::env::var_os("X2GOBROKER_AUTHSERVICE_SOCKET").map(PathBuf::from))
+        .or_else(|| std::env::var_os(AUTHSERVICE_SOCKET_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_AUTHSERVICE_SOCKET));
     let control_path = socket_path(cli.control_socket.as_deref());
-    let helper = helper_status(&helper_path);
-    let daemon = daemon_status(&control_path);
+    let helper = (only != Some(Part::Daemon)).then(|| helper_status(&helper_path));
+    let daemon = (only != Some(Part::Authhelper)).then(|| daemon_status(&control_path));
     let text = if json {
-        render_json(&helper, &daemon)
+        render_json(helper.as_ref(), daemon.as_ref())
     } else {
-        render_text(&helper, &helper_path, &daemon, &control_path)
+        render_text(helper.as_ref(), &helper_path, daemon.as_ref(), &control_path)
     };
     print!("{text}");
-    if helper.is_ok() && daemon.is_ok() {
+    if !matches!(helper, Some(Err(_))) && !matches!(daemon, Some(Err(_))) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -115,28 +126,33 @@ fn daemon_status(path: &Path) -> Result<DaemonStatus, String> {
 }
 
 fn render_text(
-    helper: &Result<StatusReport, String>,
+    helper: Option<&Result<StatusReport, String>>,
     helper_path: &Path,
-    daemon: &Result<DaemonStatus, String>,
+    daemon: Option<&Result<DaemonStatus, String>>,
     control_path: &Path,
 ) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "auth helper ({}):", helper_path.display());
-    match helper {
-        Ok(h) => {
-            let c = &h.counters;
-            let _ = writeln!(out, "  version: {}", h.version);
-            let _ = writeln!(out, "  uptime: {}s", h.uptime_secs);
-            let _ = writeln!(
-                out,
-                "  requests: {} (in flight {}), authentications: {} succeeded, {} failed, {} throttled, {} denied by policy",
-                c.requests, c.in_flight, c.successes, c.failures, c.throttled, c.policy_denials
-            );
-        }
-        Err(e) => {
-            let _ = writeln!(out, "  error: {e}");
+    if let Some(helper) = helper {
+        let _ = writeln!(out, "auth helper ({}):", helper_path.display());
+        match helper {
+            Ok(h) => {
+                let c = &h.counters;
+                let _ = writeln!(out, "  version: {}", h.version);
+                let _ = writeln!(out, "  uptime: {}s", h.uptime_secs);
+                let _ = writeln!(
+                    out,
+                    "  requests: {} (in flight {}), authentications: {} succeeded, {} failed, {} throttled, {} denied by policy",
+                    c.requests, c.in_flight, c.successes, c.failures, c.throttled, c.policy_denials
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  error: {e}");
+            }
         }
     }
+    let Some(daemon) = daemon else {
+        return out;
+    };
     let _ = writeln!(out, "daemon ({}):", control_path.display());
     match daemon {
         Ok(d) => {
@@ -169,45 +185,88 @@ fn render_text(
     out
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::new();
-    jsonout::string(&mut out, s);
-    out
+/// The helper's part of the JSON object: its counters beside version and uptime.
+#[derive(Serialize)]
+struct HelperJson<'a> {
+    version: &'a str,
+    uptime_secs: u64,
+    #[serde(flatten)]
+    counters: &'a Counters,
 }
 
-fn render_json(helper: &Result<StatusReport, String>, daemon: &Result<DaemonStatus, String>) -> String {
-    let helper = match helper {
-        Ok(h) => {
-            let c = &h.counters;
-            format!(
-                "{{\"version\":{},\"uptime_secs\":{},\"requests\":{},\"in_flight\":{},\"successes\":{},\"failures\":{},\"throttled\":{},\"policy_denials\":{}}}",
-                json_str(&h.version),
-                h.uptime_secs,
-                c.requests,
-                c.in_flight,
-                c.successes,
-                c.failures,
-                c.throttled,
-                c.policy_denials
-            )
+/// A part that answered, or `{"error": "..."}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer<T> {
+    Ok(T),
+    Err { error: String },
+}
+
+impl<T> Answer<T> {
+    fn of<'a, S>(result: &'a Result<S, String>, ok: impl FnOnce(&'a S) -> T) -> Self {
+        match result {
+            Ok(s) => Answer::Ok(ok(s)),
+            Err(e) => Answer::Err { error: e.clone() },
         }
-        Err(e) => format!("{{\"error\":{}}}", json_str(e)),
+    }
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authhelper: Option<Answer<HelperJson<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    daemon: Option<Answer<&'a DaemonStatus>>,
+}
+
+fn render_json(
+    helper: Option<&Result<StatusReport, String>>,
+    daemon: Option<&Result<DaemonStatus, String>>,
+) -> String {
+    let status = StatusJson {
+        authhelper: helper.map(|h| {
+            Answer::of(h, |h| HelperJson {
+                version: &h.version,
+                uptime_secs: h.uptime_secs,
+                counters: &h.counters,
+            })
+        }),
+        daemon: daemon.map(|d| Answer::of(d, |d| d)),
     };
-    let daemon = match daemon {
-        Ok(d) => format!(
-            "{{\"version\":{},\"pid\":{},\"uptime_secs\":{},\"requests\":{},\"in_flight\":{},\"auth_successes\":{},\"auth_failures\":{},\"auth_throttled\":{},\"config_generation\":{},\"last_reload_error\":{}}}",
-            json_str(&d.version),
-            d.pid,
-            d.uptime_secs,
-            d.requests,
-            d.in_flight,
-            d.auth_successes,
-            d.auth_failures,
-            d.auth_throttled,
-            d.config_generation,
-            d.last_reload_error.as_deref().map(json_str).unwrap_or_else(|| "null".into())
-        ),
-        Err(e) => format!("{{\"error\":{}}}", json_str(e)),
-    };
-    format!("{{\"authhelper\":{helper},\"daemon\":{daemon}}}\n")
+    // Serialising plain structs of strings and numbers cannot fail.
+    let text = serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    format!("{text}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keeps_its_shape_and_escapes_through_serde() {
+        let helper = Ok(StatusReport {
+            version: "0.1.0".into(),
+            uptime_secs: 5,
+            counters: Counters {
+                requests: 3,
+                successes: 1,
+                ..Counters::default()
+            },
+        });
+        let daemon = Err("cannot connect to \"/x\"\n".to_string());
+        let text = render_json(Some(&helper), Some(&daemon));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["authhelper"]["requests"], 3);
+        assert_eq!(value["authhelper"]["successes"], 1);
+        assert_eq!(value["authhelper"]["version"], "0.1.0");
+        assert_eq!(value["daemon"]["error"], "cannot connect to \"/x\"\n");
+        let daemon = Ok(DaemonStatus {
+            config_generation: 2,
+            ..DaemonStatus::default()
+        });
+        let text = render_json(None, Some(&daemon));
+        assert!(text.starts_with("{\"daemon\":{"), "{text}");
+        assert!(text.contains("\"config_generation\":2"), "{text}");
+        assert!(text.contains("\"last_reload_error\":null"), "{text}");
+    }
 }

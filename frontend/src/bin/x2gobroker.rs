@@ -3,7 +3,7 @@
 
 fn main() -> std::process::ExitCode {
     // A worker started by the helper through an x2gobroker-ssh symlink.
-    if std::env::args().nth(1).as_deref() == Some(x2gobroker_frontend::ssh::WORKER_FLAG) {
+    if std::env::args().nth(1).as_deref() == Some(x2gobroker_protocol::paths::WORKER_FLAG) {
         return x2gobroker_frontend::ssh::worker::main();
     }
     let program = std::env::args()

@@ -2,3 +2,4 @@
 //! the manual pages and shell completions generated from them.
 
 pub mod manpages;
+pub mod options;

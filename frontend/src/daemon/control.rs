@@ -4,14 +4,13 @@
 //! member of the admin group (default `adm`). The socket file is 0666 so
 //! that admins can connect at all; the peer check is the guard.
 
-use nix::unistd::{Group, Uid, User};
+use nix::unistd::{Uid, User};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use x2gobroker_protocol::control::{ControlRequest, ControlResponse, DEFAULT_CONTROL_SOCKET};
+use x2gobroker_protocol::control::{ControlRequest, ControlResponse};
 use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
+pub use x2gobroker_protocol::paths::{CONTROL_SOCKET_ENV, DEFAULT_CONTROL_SOCKET};
 
-/// Environment variable naming another control socket path.
-pub const CONTROL_SOCKET_ENV: &str = "X2GOBROKER_CONTROL_SOCKET";
 /// Environment variable naming the admin group.
 pub const ADMIN_GROUP_ENV: &str = "X2GOBROKER_ADMIN_GROUP";
 pub const DEFAULT_ADMIN_GROUP: &str = "adm";
@@ -33,26 +32,14 @@ pub fn admin_group() -> String {
 }
 
 /// Root, or the admin group as primary (kernel) or supplementary (group
-/// database) group of the peer.
+/// database) group of the peer; the helper applies the same rule.
 pub fn may_query_status(uid: u32, gid: u32, admin_group: &str) -> bool {
-    if uid == 0 {
-        return true;
-    }
-    let Ok(Some(group)) = Group::from_name(admin_group) else {
-        return false;
-    };
-    if gid == group.gid.as_raw() {
-        return true;
-    }
-    match User::from_uid(Uid::from_raw(uid)) {
-        Ok(Some(user)) => user.gid == group.gid || group.mem.contains(&user.name),
-        _ => false,
-    }
+    x2gobroker_sys::admin::is_admin(uid, gid, x2gobroker_sys::admin::group_id(admin_group))
 }
 
 /// A bound control socket; the file is removed again on drop.
 pub struct ControlSocket {
-    listener: tokio::net::UnixListener,
+    listener: std::os::unix::net::UnixListener,
     path: PathBuf,
 }
 
@@ -62,9 +49,11 @@ impl Drop for ControlSocket {
     }
 }
 
-/// Binds the socket, replacing a stale one (a socket file nobody answers on).
+/// Binds the socket, replacing a stale one (a socket file nobody answers
+/// on). Needs no runtime: the daemon binds before it drops privileges and
+/// before its runtime starts.
 pub fn bind(path: &Path) -> Result<ControlSocket, String> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let err = |what: String| format!("control socket {}: {what}", path.display());
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
@@ -75,17 +64,7 @@ pub fn bind(path: &Path) -> Result<ControlSocket, String> {
             let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
         }
     }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(err("another process is listening on it".into()));
-            }
-            std::fs::remove_file(path).map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
-        }
-        Ok(_) => return Err(err("exists and is not a socket".into())),
-        Err(_) => {}
-    }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    let listener = x2gobroker_sys::socket::bind_replacing_stale(path).map_err(err)?;
     let socket = ControlSocket {
         listener,
         path: path.to_path_buf(),
@@ -97,9 +76,21 @@ pub fn bind(path: &Path) -> Result<ControlSocket, String> {
 
 /// Answers control requests until the task is aborted.
 pub async fn serve(socket: ControlSocket, admin_group: String) {
+    let listener = match socket
+        .listener
+        .try_clone()
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::UnixListener::from_std)
+    {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("control socket: {e}");
+            return;
+        }
+    };
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = match socket.listener.accept().await {
+        let (stream, _) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
                 log::error!("control socket: accept: {e}");
@@ -155,7 +146,7 @@ mod tests {
         assert!(may_query_status(0, 0, "adm"));
         // nobody is in no admin group.
         assert!(!may_query_status(65534, 65534, "adm"));
-        if let Ok(Some(adm)) = Group::from_name("adm") {
+        if let Ok(Some(adm)) = nix::unistd::Group::from_name("adm") {
             // The primary group as the kernel reports it counts.
             assert!(may_query_status(65534, adm.gid.as_raw(), "adm"));
         }

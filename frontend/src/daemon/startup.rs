@@ -1,6 +1,7 @@
 //! The command line of `x2gobroker` and `x2gobroker-daemon` (the options of
 //! the original), start-up of the HTTP(S) daemon, and `--check-config`.
 
+use crate::cli::options::BrokerOptions;
 use crate::core::broker::{Broker, Shared};
 use crate::core::config::Environment;
 use crate::core::profiles::split_host_address;
@@ -12,69 +13,16 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     about = "X2Go Session Broker (Standalone Daemon)",
-    disable_version_flag = true
+    disable_version_flag = true,
+    args_override_self = true
 )]
 pub struct Cli {
-    /// Mode of the X2Go Session Broker to run in (available: SSH, HTTP)
-    #[arg(short = 'M', long = "mode", value_name = "BROKER_MODE")]
-    pub mode: Option<String>,
-    /// Specify a special configuration file name (default: X2GOBROKER_CONFIG)
-    #[arg(short = 'C', long = "config-file", value_name = "CONFIG_FILE")]
-    pub config_file: Option<PathBuf>,
-    /// Enable debugging code; also allow testing in a web browser (GET)
-    #[arg(short = 'd', long = "debug")]
-    pub debug: bool,
-    /// Force output of log messages to stderr (implies --debug)
-    #[arg(short = 'i', long = "debug-interactively")]
-    pub debug_interactively: bool,
-    /// The [address:]port that the http-engine shall bind to (default: 0.0.0.0:8080)
-    #[arg(short = 'b', long = "bind", value_name = "BIND_ADDRESS")]
-    pub bind: Option<String>,
-    /// Detach from the terminal and run in the background
-    #[arg(short = 'D', long = "daemonize")]
-    pub daemonize: bool,
-    /// Alternative file path for the daemon's PID file
-    #[arg(
-        short = 'P',
-        long = "pidfile",
-        default_value = "/run/x2gobroker/x2gobroker-daemon.pid"
-    )]
-    pub pidfile: PathBuf,
-    /// Directory for the stdout and stderr log files of a daemonized process
-    #[arg(short = 'L', long = "logdir", default_value = "/var/log/x2gobroker/")]
-    pub logdir: PathBuf,
-    /// Drop privileges to X2GOBROKER_DAEMON_USER / X2GOBROKER_DAEMON_GROUP (root only)
-    #[arg(long = "drop-privileges")]
-    pub drop_privileges: bool,
+    /// The original's options (shared with SSH mode).
+    #[command(flatten)]
+    pub options: BrokerOptions,
     /// Validate the configuration and the session profiles, then exit
     #[arg(long = "check-config")]
     pub check_config: bool,
-    /// broker task (listsessions, selectsession, setpass, testcon)
-    #[arg(long = "task", value_name = "BROKER_TASK")]
-    pub task: Option<String>,
-    /// Operate on behalf of this X2Go Broker user name
-    #[arg(long = "user", value_name = "USER_NAME")]
-    pub user: Option<String>,
-    /// Operate on behalf of this X2Go Server user name
-    #[arg(long = "login", value_name = "LOGIN_NAME")]
-    pub login: Option<String>,
-    /// not-yet supported feature, ignored
-    #[arg(long = "event", value_name = "EVENT_NAME")]
-    pub event: Option<String>,
-    /// Pre-shared (dynamic) authentication ID
-    #[arg(
-        long = "auth-cookie",
-        visible_alias = "next-authid",
-        alias = "authid",
-        value_name = "AUTH_ID"
-    )]
-    pub auth_cookie: Option<String>,
-    /// for task: the profile ID selected from the list of available session profiles
-    #[arg(long = "profile-id", visible_alias = "sid", value_name = "PROFILE_ID")]
-    pub profile_id: Option<String>,
-    /// select a non-default broker backend
-    #[arg(long = "backend", value_name = "BROKER_BACKEND")]
-    pub backend: Option<String>,
     /// Syslog socket to log to (default /dev/log; env X2GOBROKER_SYSLOG_SOCKET)
     #[arg(long = "syslog-socket", value_name = "PATH", hide = true)]
     pub syslog_socket: Option<PathBuf>,
@@ -90,9 +38,6 @@ pub struct Cli {
     /// Write bash, zsh and fish completions into DIR and exit
     #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
     pub generate_completions: Option<PathBuf>,
-    /// Event information after `--`
-    #[arg(last = true)]
-    pub event_args: Vec<String>,
 }
 
 /// The bind address as the original reads it (`[address:]port`, default
@@ -119,7 +64,32 @@ pub fn main(program: &str) -> ExitCode {
     ) {
         return code;
     }
-    let debug = cli.debug || cli.debug_interactively;
+    let mode = match &cli.options.mode {
+        Some(m) => m.to_uppercase(),
+        None if cli.options.daemonize || program == "x2gobroker-daemon" => "HTTP".into(),
+        None => "SSH".into(),
+    };
+    let ssh_mode = mode == "SSH" && program != "x2gobroker-daemon" && !cli.options.daemonize;
+    let serves_here =
+        !cli.check_config && !ssh_mode && !cli.options.daemonize && (mode == "SSH" || mode == "HTTP");
+    // First, while this process has one thread: taking systemd's sockets
+    // clears LISTEN_* from the environment (the syslog thread and the
+    // runtime start later).
+    let passed = if serves_here {
+        x2gobroker_sys::listen_fds::take()
+    } else {
+        Ok(None)
+    };
+    // no_new_privs is per thread and inherited: set now, it covers every
+    // thread to come (the drop itself comes after binding, see below), as
+    // NoNewPrivileges= does in the unit.
+    if serves_here && cli.options.drop_privileges && nix::unistd::getuid().is_root() {
+        if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+            eprintln!("{program}: cannot set no_new_privs: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let debug = cli.options.debug || cli.options.debug_interactively;
     let mut env = match Environment::from_process(program) {
         Ok(e) => e,
         Err(e) => {
@@ -127,7 +97,7 @@ pub fn main(program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(c) = &cli.config_file {
+    if let Some(c) = &cli.options.config_file {
         env.config_file = c.clone();
     }
     if debug {
@@ -136,36 +106,35 @@ pub fn main(program: &str) -> ExitCode {
     crate::daemon::logging::init(&crate::daemon::logging::LogOptions {
         program,
         debug: env.debug,
-        force_stderr: cli.debug_interactively,
+        force_stderr: cli.options.debug_interactively,
         syslog_socket: cli.syslog_socket.as_deref(),
     });
     if cli.check_config {
         return check_config(&env);
     }
-    let mode = match &cli.mode {
-        Some(m) => m.to_uppercase(),
-        None if cli.daemonize || program == "x2gobroker-daemon" => "HTTP".into(),
-        None => "SSH".into(),
-    };
     if mode != "SSH" && mode != "HTTP" {
         log::error!("Invalid mode selected. Available: SSH or HTTP.");
         return ExitCode::from(255);
     }
-    if mode == "SSH" && program != "x2gobroker-daemon" && !cli.daemonize {
+    if ssh_mode {
         // SSH mode (crate::ssh): the task runs through the root helper.
         return crate::ssh::main(program);
     }
     for (given, name) in [
-        (cli.user.is_some(), "--user"),
-        (cli.auth_cookie.is_some(), "--auth-cookie"),
-        (cli.task.is_some(), "--task"),
-        (cli.profile_id.is_some(), "--profile-id"),
+        (cli.options.user.is_some(), "--user"),
+        (cli.options.auth_cookie.is_some(), "--auth-cookie"),
+        (cli.options.task.is_some(), "--task"),
+        (cli.options.profile_id.is_some(), "--profile-id"),
     ] {
         if given {
             log::warn!("ignoring non-valid option {name} for broker mode HTTP...");
         }
     }
-    let bind_text = cli.bind.clone().unwrap_or_else(|| env.bind_address.clone());
+    let bind_text = cli
+        .options
+        .bind
+        .clone()
+        .unwrap_or_else(|| env.bind_address.clone());
     let addr = match parse_bind(&bind_text) {
         Ok(a) => a,
         Err(e) => {
@@ -173,7 +142,7 @@ pub fn main(program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if cli.daemonize {
+    if cli.options.daemonize {
         return daemonize(&cli);
     }
     let broker = match Broker::load(&env) {
@@ -186,6 +155,16 @@ pub fn main(program: &str) -> ExitCode {
     for w in &broker.warnings {
         log::warn!("{w}");
     }
+    // Sockets (some need root), then privileges, then threads: the drop sets
+    // no_new_privs, which is per thread.
+    let sockets = match bind_sockets(&env, passed, addr, &cli) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("{program}: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
@@ -198,14 +177,9 @@ pub fn main(program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let options = ServeOptions {
-        bind: addr,
-        drop_privileges: cli.drop_privileges,
-        control_socket: crate::daemon::control::socket_path(cli.control_socket.as_deref()),
-    };
-    let code = runtime.block_on(serve(env, broker, options));
+    let code = runtime.block_on(serve(env, broker, sockets));
     if cli.daemonized {
-        remove_own_pidfile(&cli.pidfile);
+        remove_own_pidfile(&cli.options.pidfile());
     }
     code
 }
@@ -259,7 +233,7 @@ fn daemonize(cli: &Cli) -> ExitCode {
         .skip(1)
         .filter(|a| *a != "-D" && *a != "--daemonize")
         .collect();
-    let logdir = &cli.logdir;
+    let logdir = &cli.options.logdir();
     if let Err(e) = std::fs::create_dir_all(logdir) {
         eprintln!(
             "Insufficent privileges. Cannot create directory for stdout/stderr log files: {} ({e})",
@@ -287,7 +261,7 @@ fn daemonize(cli: &Cli) -> ExitCode {
     let mut cmd = std::process::Command::new(exe);
     cmd.stdin(std::process::Stdio::null()).stdout(out).stderr(err);
     // Our own options go first: the given ones may end with `-- EVENT...`.
-    if cli.mode.is_none() && args.first().map(|a| a.ends_with("x2gobroker-daemon")) != Some(true) {
+    if cli.options.mode.is_none() && args.first().map(|a| a.ends_with("x2gobroker-daemon")) != Some(true) {
         cmd.args(["-M", "HTTP"]);
     }
     cmd.arg("--daemonized");
@@ -299,11 +273,11 @@ fn daemonize(cli: &Cli) -> ExitCode {
     cmd.args(&child_args);
     match cmd.spawn() {
         Ok(child) => {
-            if let Some(dir) = cli.pidfile.parent() {
+            if let Some(dir) = cli.options.pidfile().parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            if let Err(e) = std::fs::write(&cli.pidfile, format!("{}\n", child.id())) {
-                eprintln!("Cannot write PID file {}: {e}", cli.pidfile.display());
+            if let Err(e) = std::fs::write(cli.options.pidfile(), format!("{}\n", child.id())) {
+                eprintln!("Cannot write PID file {}: {e}", cli.options.pidfile().display());
                 return ExitCode::from(253);
             }
             ExitCode::SUCCESS
@@ -315,8 +289,11 @@ fn daemonize(cli: &Cli) -> ExitCode {
     }
 }
 
+/// `--drop-privileges` as root: to X2GOBROKER_DAEMON_USER with group
+/// X2GOBROKER_DAEMON_GROUP and no supplementary groups, with the checks the
+/// helper applies to its SSH-mode workers (`x2gobroker_sys::privileges`).
 fn drop_privileges(env: &Environment) -> Result<(), String> {
-    use nix::unistd::{setgid, setgroups, setuid, Group, User};
+    use nix::unistd::{Group, User};
     if !nix::unistd::getuid().is_root() {
         return Ok(());
     }
@@ -328,14 +305,12 @@ fn drop_privileges(env: &Environment) -> Result<(), String> {
         .ok()
         .flatten()
         .ok_or_else(|| format!("no such group {}", env.daemon_group))?;
-    setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
-    setgid(group.gid).map_err(|e| format!("setgid: {e}"))?;
-    setuid(user.uid).map_err(|e| format!("setuid: {e}"))?;
-    if setuid(nix::unistd::Uid::from_raw(0)).is_ok() {
-        return Err("privileges could be regained after dropping them".into());
-    }
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    Ok(())
+    x2gobroker_sys::privileges::drop_to(&[], group.gid, user.uid).map_err(|e| {
+        format!(
+            "to {}:{} (or privileges could be regained afterwards): {e}",
+            env.daemon_user, env.daemon_group
+        )
+    })
 }
 
 /// Completes on SIGTERM or SIGINT, after telling systemd we are stopping.
@@ -356,23 +331,21 @@ async fn shutdown_signal() {
     log::info!("shutting down: no new connections; finishing requests in flight");
 }
 
-struct ServeOptions {
-    /// Used only when systemd passed no sockets.
+/// What the daemon serves on, bound before privileges are dropped.
+struct Sockets {
+    listeners: Vec<std::net::TcpListener>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    control: Option<crate::daemon::control::ControlSocket>,
+}
+
+/// The listening sockets (systemd's, named `http`, else `bind`), TLS, the
+/// control socket, then `--drop-privileges`. No runtime needed.
+fn bind_sockets(
+    env: &Environment,
+    passed: Result<Option<Vec<x2gobroker_sys::listen_fds::Passed>>, String>,
     bind: SocketAddr,
-    drop_privileges: bool,
-    control_socket: PathBuf,
-}
-
-/// The listening sockets: those systemd passed (named `http`), else `bind`.
-fn listeners(bind: SocketAddr) -> Result<Vec<std::net::TcpListener>, String> {
-    if let Some(passed) = crate::daemon::listen_fds::take_http_listeners()? {
-        return Ok(passed);
-    }
-    let listener = std::net::TcpListener::bind(bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
-    Ok(vec![listener])
-}
-
-async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitCode {
+    cli: &Cli,
+) -> Result<Sockets, String> {
     log::info!("X2Go Session Broker (Rust), HTTP mode");
     log::info!("  X2GOBROKER_DAEMON_USER: {}", env.daemon_user);
     log::info!("  X2GOBROKER_DEBUG: {}", env.debug);
@@ -384,26 +357,16 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
     );
     log::info!("  X2GOBROKER_SSL_CERTFILE: {}", env.ssl_certfile);
     log::info!("  X2GOBROKER_SSL_KEYFILE: {}", env.ssl_keyfile);
-    crate::core::stats::STATS.mark_started();
-    crate::core::stats::STATS.config_loaded();
-    let listeners = match listeners(options.bind) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("x2gobroker-daemon: {e}");
-            return ExitCode::from(1);
-        }
+    let listeners = match passed? {
+        Some(passed) => crate::daemon::listen_fds::http_listeners(passed)?,
+        None => vec![std::net::TcpListener::bind(bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?],
     };
     let tls = !env.ssl_certfile.is_empty() && !env.ssl_keyfile.is_empty();
     let acceptor = if tls {
-        match crate::daemon::http_server::tls_acceptor(&env.ssl_certfile, &env.ssl_keyfile) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                log::error!("cannot serve HTTPS: {e}");
-                eprintln!("x2gobroker-daemon: cannot serve HTTPS: {e}");
-                return ExitCode::from(1);
-            }
-        }
+        Some(
+            crate::daemon::http_server::tls_acceptor(&env.ssl_certfile, &env.ssl_keyfile)
+                .map_err(|e| format!("cannot serve HTTPS: {e}"))?,
+        )
     } else {
         None
     };
@@ -414,20 +377,33 @@ async fn serve(env: Environment, broker: Broker, options: ServeOptions) -> ExitC
     }
     // Diagnostics are not essential: without the control socket the daemon
     // still serves.
-    let control = match crate::daemon::control::bind(&options.control_socket) {
+    let control_path = crate::daemon::control::socket_path(cli.control_socket.as_deref());
+    let control = match crate::daemon::control::bind(&control_path) {
         Ok(c) => Some(c),
         Err(e) => {
             log::warn!("{e}; x2gobroker-ctl will not reach this daemon");
             None
         }
     };
-    if options.drop_privileges {
-        if let Err(e) = drop_privileges(&env) {
-            eprintln!("cannot drop privileges: {e}");
-            return ExitCode::from(1);
-        }
+    if cli.options.drop_privileges {
+        drop_privileges(env).map_err(|e| format!("cannot drop privileges: {e}"))?;
         log::info!("dropped privileges to {}:{}", env.daemon_user, env.daemon_group);
     }
+    Ok(Sockets {
+        listeners,
+        acceptor,
+        control,
+    })
+}
+
+async fn serve(env: Environment, broker: Broker, sockets: Sockets) -> ExitCode {
+    crate::core::stats::STATS.mark_started();
+    crate::core::stats::STATS.config_loaded();
+    let Sockets {
+        listeners,
+        acceptor,
+        control,
+    } = sockets;
     let shared = Shared::new(broker);
     let control_task = control.map(|c| {
         tokio::spawn(crate::daemon::control::serve(
@@ -504,11 +480,42 @@ mod tests {
             "ev",
         ])
         .unwrap();
-        assert_eq!(cli.mode.as_deref(), Some("HTTP"));
-        assert_eq!(cli.auth_cookie.as_deref(), Some("c"));
-        assert_eq!(cli.profile_id.as_deref(), Some("p"));
-        assert_eq!(cli.event_args, vec!["ev"]);
+        assert_eq!(cli.options.mode.as_deref(), Some("HTTP"));
+        assert_eq!(cli.options.auth_cookie.as_deref(), Some("c"));
+        assert_eq!(cli.options.profile_id.as_deref(), Some("p"));
+        assert_eq!(cli.options.event_args, vec!["ev"]);
         let cli = Cli::try_parse_from(["x2gobroker", "--authid", "z"]).unwrap();
-        assert_eq!(cli.auth_cookie.as_deref(), Some("z"));
+        assert_eq!(cli.options.auth_cookie.as_deref(), Some("z"));
+    }
+
+    /// argparse (the original): a repeated option's last value wins. The
+    /// daemon's parser and SSH mode's must agree, whatever the program.
+    #[test]
+    fn repeated_options_behave_as_argparse_in_every_program() {
+        let args = [
+            "--task",
+            "listsessions",
+            "--user",
+            "a",
+            "--user",
+            "b",
+            "-C",
+            "/one",
+            "--config-file=/two",
+            "--sid",
+            "p1",
+            "--profile-id",
+            "p2",
+        ];
+        let daemon = Cli::try_parse_from(std::iter::once("x2gobroker").chain(args)).unwrap();
+        let ssh = crate::ssh::args::SshArgs::parse_list(&args.map(String::from)).unwrap();
+        assert_eq!(daemon.options, ssh);
+        assert_eq!(ssh.user.as_deref(), Some("b"));
+        assert_eq!(ssh.config_file, Some(PathBuf::from("/two")));
+        assert_eq!(ssh.profile_id.as_deref(), Some("p2"));
+        let daemon =
+            Cli::try_parse_from(["x2gobroker-daemon", "-d", "-d", "-b", "1:1", "-b", "2:2"]).unwrap();
+        assert_eq!(daemon.options.bind.as_deref(), Some("2:2"));
+        assert!(daemon.options.debug);
     }
 }

@@ -1,9 +1,9 @@
-//! The original's command line as SSH mode reads it. Both the command line
-//! program and the worker parse with this; the worker's parse is the one
-//! that counts.
+//! The original's command line as SSH mode reads it: the shared definition
+//! ([`BrokerOptions`]) under SSH mode's name and help. The command line
+//! program parses with it and sends the helper the typed task.
 
+use crate::cli::options::BrokerOptions;
 use clap::Parser;
-use std::path::PathBuf;
 
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
 #[command(
@@ -13,73 +13,15 @@ use std::path::PathBuf;
     args_override_self = true
 )]
 pub struct SshArgs {
-    /// Mode of the X2Go Session Broker to run in (available: SSH, HTTP)
-    #[arg(short = 'M', long = "mode", value_name = "BROKER_MODE")]
-    pub mode: Option<String>,
-    /// Specify a special configuration file name (root only in SSH mode)
-    #[arg(short = 'C', long = "config-file", value_name = "CONFIG_FILE")]
-    pub config_file: Option<PathBuf>,
-    /// Enable debugging output on stderr
-    #[arg(short = 'd', long = "debug")]
-    pub debug: bool,
-    /// Force output of log messages to stderr (implies --debug)
-    #[arg(short = 'i', long = "debug-interactively")]
-    pub debug_interactively: bool,
-    /// HTTP mode only
-    #[arg(short = 'b', long = "bind", value_name = "BIND_ADDRESS")]
-    pub bind: Option<String>,
-    /// HTTP mode only
-    #[arg(short = 'D', long = "daemonize")]
-    pub daemonize: bool,
-    /// HTTP mode only
-    #[arg(short = 'P', long = "pidfile", value_name = "PIDFILE")]
-    pub pidfile: Option<PathBuf>,
-    /// HTTP mode only
-    #[arg(short = 'L', long = "logdir", value_name = "LOGDIR")]
-    pub logdir: Option<PathBuf>,
-    /// HTTP mode only (root)
-    #[arg(long = "drop-privileges")]
-    pub drop_privileges: bool,
-    /// broker task (listsessions, selectsession, setpass, testcon)
-    #[arg(long = "task", value_name = "BROKER_TASK")]
-    pub task: Option<String>,
-    /// Operate on behalf of this X2Go Broker user name (magic user and root only)
-    #[arg(long = "user", value_name = "USER_NAME")]
-    pub user: Option<String>,
-    /// Operate on behalf of this X2Go Server user name
-    #[arg(long = "login", value_name = "LOGIN_NAME")]
-    pub login: Option<String>,
-    /// not-yet supported feature, ignored
-    #[arg(long = "event", value_name = "EVENT_NAME")]
-    pub event: Option<String>,
-    /// Pre-shared (dynamic) authentication ID
-    #[arg(
-        long = "auth-cookie",
-        visible_aliases = ["next-authid", "authid"],
-        value_name = "AUTH_ID"
-    )]
-    pub auth_cookie: Option<String>,
-    /// for task: the profile ID selected from the list of available session profiles
-    #[arg(long = "profile-id", visible_alias = "sid", value_name = "PROFILE_ID")]
-    pub profile_id: Option<String>,
-    /// select a non-default broker backend
-    #[arg(long = "backend", value_name = "BROKER_BACKEND")]
-    pub backend: Option<String>,
-    /// Event information after `--`
-    #[arg(last = true, hide = true)]
-    pub event_args: Vec<String>,
+    #[command(flatten)]
+    pub options: BrokerOptions,
 }
 
 impl SshArgs {
     /// Parses `args` (without the program name).
-    pub fn parse_list(args: &[String]) -> Result<SshArgs, clap::Error> {
+    pub fn parse_list(args: &[String]) -> Result<BrokerOptions, clap::Error> {
         SshArgs::try_parse_from(std::iter::once("x2gobroker".to_string()).chain(args.iter().cloned()))
-    }
-
-    /// A mode other than SSH, or an HTTP-only action, was asked for.
-    pub fn asks_for_http(&self) -> bool {
-        let other_mode = matches!(self.mode.as_deref(), Some(m) if !m.eq_ignore_ascii_case("SSH"));
-        other_mode || self.daemonize
+            .map(|a| a.options)
     }
 }
 
@@ -109,7 +51,9 @@ pub const MISSING_TASK_EXIT: u8 = 254;
 mod tests {
     use super::*;
 
-    fn parse(list: &[&str]) -> SshArgs {
+    use std::path::PathBuf;
+
+    fn parse(list: &[&str]) -> BrokerOptions {
         SshArgs::parse_list(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
@@ -145,6 +89,14 @@ mod tests {
         assert!(parse(&["-M", "HTTP"]).asks_for_http());
         assert!(parse(&["-D"]).asks_for_http());
         assert_eq!(parse(&["-dC/x"]).config_file, Some(PathBuf::from("/x")));
+        let task = parse(&["-dC/x", "--task", "t", "--user", "u", "--sid", "p"])
+            .to_task()
+            .unwrap();
+        assert_eq!(task.config_file.as_deref(), Some("/x"));
+        assert_eq!((task.task.as_str(), task.user.as_deref()), ("t", Some("u")));
+        assert_eq!(task.profile_id.as_deref(), Some("p"));
+        assert!(task.debug);
+        assert!(parse(&["-d"]).to_task().is_none());
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! The SSH-mode command line: runs as the logged-in user, with nothing
-//! privileged. It answers what needs no broker (usage, `--event`) itself and
-//! hands every task to the helper, relaying the task's output and exit
-//! status. It sends nothing of its environment but SSH_CLIENT; who the
+//! privileged. It parses the original's options, answers what needs no
+//! broker (usage, `--event`) itself and hands every task to the helper as a
+//! typed [`SshTask`](x2gobroker_protocol::SshTask), relaying the task's
+//! output and exit status. It sends nothing of its environment but SSH_CLIENT; who the
 //! caller is, the helper learns from the kernel.
 
 use super::args::{missing_task_text, SshArgs, MISSING_TASK_EXIT};
-use super::{DEFAULT_SOCKET, SOCKET_ENV};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use x2gobroker_protocol::client::{blocking::Client, ClientError};
+use x2gobroker_protocol::paths::{DEFAULT_AUTHSERVICE_SOCKET, SSH_SOCKET_ENV};
 use x2gobroker_protocol::{OutputStream, Request, Response, SshTaskRequest};
 
 /// Longest wait for the helper's next answer (the helper's own task
@@ -35,14 +36,14 @@ pub fn run(program: &str, args: Vec<String>) -> ExitCode {
     if parsed.event.is_some() {
         return ExitCode::SUCCESS;
     }
-    if parsed.task.is_none() {
+    let Some(task) = parsed.to_task() else {
         print!("{}", missing_task_text(nix::unistd::getuid().is_root()));
         let _ = std::io::stdout().flush();
         return ExitCode::from(MISSING_TASK_EXIT);
-    }
+    };
     let socket = socket_path();
     let request = Request::RunSshTask(SshTaskRequest {
-        args,
+        task,
         ssh_client: std::env::var("SSH_CLIENT").ok(),
     });
     match relay(&socket, &request) {
@@ -60,7 +61,7 @@ pub fn run(program: &str, args: Vec<String>) -> ExitCode {
             eprintln!(
                 "{program}: cannot reach the X2Go Session Broker's helper at {} ({e}). It runs SSH-mode \
                  tasks; start it with `systemctl start x2gobroker-authhelper.socket` (or run \
-                 x2gobroker-authhelper as root), or point {SOCKET_ENV} at its socket.",
+                 x2gobroker-authhelper as root), or point {SSH_SOCKET_ENV} at its socket.",
                 socket.display()
             );
             ExitCode::FAILURE
@@ -77,10 +78,12 @@ pub fn run(program: &str, args: Vec<String>) -> ExitCode {
 }
 
 pub fn socket_path() -> PathBuf {
-    std::env::var_os(SOCKET_ENV)
+    // The helper's socket: SSH-mode tasks share it with authentication; the
+    // helper decides every request from the caller's kernel-verified uid.
+    std::env::var_os(SSH_SOCKET_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_AUTHSERVICE_SOCKET))
 }
 
 /// Sends the task and copies its output; Ok(exit status of the task).

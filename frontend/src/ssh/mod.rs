@@ -13,13 +13,7 @@ pub mod manpage;
 pub mod output;
 pub mod worker;
 
-/// Overrides the helper socket the command line connects to.
-pub const SOCKET_ENV: &str = "X2GOBROKER_SSH_SOCKET";
-/// The helper's socket: SSH-mode tasks share it with authentication; the
-/// helper decides every request from the caller's kernel-verified uid.
-pub const DEFAULT_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
-/// First argument that selects worker mode (set only by the helper).
-pub const WORKER_FLAG: &str = "--ssh-worker";
+use x2gobroker_protocol::paths::WORKER_FLAG;
 
 /// Entry point of a binary that serves SSH mode: the worker when the first
 /// argument is [`WORKER_FLAG`], else the command line. `program` names the

@@ -1,11 +1,10 @@
 //! The SSH-mode worker: started only by the root helper, as the daemon
 //! user, with the verified identity on its standard input, a socket the
 //! helper made (ARCHITECTURE.md P3). It checks
-//! that this is how it was started, reads the job, re-parses the command
-//! line and refuses anything that disagrees with the helper's decision,
+//! that this is how it was started, reads the job (a typed task and the
+//! verified identity), refuses anything that disagrees with it,
 //! loads the system configuration (§3.10) and prints the task's output.
 
-use super::args::{missing_task_text, SshArgs, MISSING_TASK_EXIT};
 use super::output::{self, Task, TaskError};
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
@@ -116,35 +115,18 @@ fn read_job() -> Result<WorkerJob, String> {
 }
 
 fn serve(job: WorkerJob, mut env: Environment) -> ExitCode {
-    let args = match SshArgs::parse_list(&job.args) {
-        Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-        }
-    };
-    // The helper decided who this task is for; the command line must agree.
+    let args = &job.task;
+    // The helper decided who this task is for; the task must agree.
     if args.user.as_deref().is_some_and(|u| u != job.broker_user) {
         return refuse("--user disagrees with the identity the helper verified; refusing");
     }
     if args.config_file.is_some() && job.caller_uid != 0 {
         return refuse("only root may choose the configuration file (-C) in SSH mode");
     }
-    if args.asks_for_http() {
-        return refuse("only SSH-mode tasks run through the helper");
-    }
-    if args.event.is_some() {
-        return ExitCode::SUCCESS;
-    }
-    let Some(task) = args.task.as_deref() else {
-        print!("{}", missing_task_text(job.caller_uid == 0));
-        let _ = std::io::stdout().flush();
-        return ExitCode::from(MISSING_TASK_EXIT);
-    };
     if let Some(config) = &args.config_file {
-        env.config_file = config.clone();
+        env.config_file = config.into();
     }
-    let debug = args.debug || args.debug_interactively || env.debug;
+    let debug = args.debug || env.debug;
     init_logging(debug);
     if debug {
         report_credentials();
@@ -178,7 +160,7 @@ fn serve(job: WorkerJob, mut env: Environment) -> ExitCode {
         login: &login,
         client,
         cookie: args.auth_cookie.as_deref().unwrap_or(""),
-        task,
+        task: &args.task,
         profile_id: args.profile_id.as_deref().unwrap_or(""),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

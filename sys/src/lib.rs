@@ -1,0 +1,13 @@
+//! System code that the root helper and the unprivileged daemon share, so
+//! that each piece exists once:
+//!
+//! * [`listen_fds`]: sockets handed over by systemd (sd_listen_fds);
+//! * [`socket`]: binding a Unix socket over a stale one;
+//! * [`admin`]: who is an administrator (root or the admin group);
+//! * [`privileges`]: dropping from root to an account for good.
+#![deny(unsafe_code)]
+
+pub mod admin;
+pub mod listen_fds;
+pub mod privileges;
+pub mod socket;
