@@ -40,6 +40,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "autologin_key_deployed_on_chosen_server_then_removed",
         autologin_key,
     ),
+    ("hostile_values_never_reach_a_remote_shell", hostile_values),
+    ("ssh_mode_resumes_through_remote_agents", ssh_mode_resume),
 ];
 
 fn main() -> ExitCode {
@@ -133,6 +135,26 @@ impl FarmBroker {
             running,
             _dir: dir,
         })
+    }
+
+    /// POST `form` to /plain/: (status, body).
+    fn post(&self, form: &[(&str, &str)]) -> Result<(u16, String), String> {
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect();
+        let req = Outgoing {
+            method: "POST",
+            path: "/plain/",
+            headers: vec![(
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: Some(body.join("&")),
+        };
+        let resp = http::send(self.addr, &req, http::DEFAULT_TIMEOUT)?
+            .ok_or_else(|| format!("no answer\n{}", self.running.log_tail()))?;
+        Ok((resp.status, resp.body))
     }
 
     /// `task=selectsession` on /plain/; the body of a 200 answer.
@@ -401,4 +423,87 @@ fn public_key_of(pem: &str) -> Result<String, String> {
         .nth(1)
         .map(str::to_owned)
         .ok_or_else(|| "ssh-keygen -y printed no key".into())
+}
+
+/// A user name and a client public key that would run a command in the
+/// remote shell if they reached it unquoted. The original puts both into
+/// its `sh -c '...'` command line as they are (the key in double quotes),
+/// so on the farm it runs the command: the scenario shows that, and ours
+/// must never (ARCHITECTURE.md D: agent commands).
+fn hostile_values(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    const PROFILES_AUTO: &str = "[farm]
+name = Farm
+command = XFCE
+host = %HOSTS%
+broker-session-autologin = true
+";
+    let marker = Path::new("/tmp/xbt-farm-pwned");
+    let _ = std::fs::remove_file(marker);
+    let b = FarmBroker::start(kind, farm, PROFILES_AUTO, None)?;
+    let hostile_user = "xbt$(touch${IFS}/tmp/xbt-farm-pwned)";
+    let hostile_key = "ssh-rsa AAAAB3NzaC1yc2E$(touch${IFS}/tmp/xbt-farm-pwned) x@y";
+    let mut answers = Vec::new();
+    for form in [
+        vec![("user", hostile_user), ("task", "selectsession"), ("sid", "farm")],
+        vec![("user", hostile_user), ("task", "listsessions")],
+        vec![
+            ("user", "xbt-alice"),
+            ("task", "selectsession"),
+            ("sid", "farm"),
+            ("pubkey", hostile_key),
+        ],
+    ] {
+        answers.push(b.post(&form)?);
+    }
+    let ran = marker.exists();
+    let _ = std::fs::remove_file(marker);
+    match kind {
+        BrokerKind::Original if !ran => Err(format!(
+            "the original did not run the injected command (the scenario would prove nothing): {answers:?}"
+        )),
+        BrokerKind::Ours if ran => Err(format!(
+            "a hostile value reached a remote shell unquoted: {answers:?}\n{}",
+            b.running.log_tail()
+        )),
+        BrokerKind::Ours => {
+            let log = b.running.log_tail();
+            if !log.contains("refusing to send") {
+                return Err(format!("no log line about the refused values:\n{log}"));
+            }
+            // The hostile key was not deployed anywhere.
+            for i in 1..=3 {
+                if farm.authorized_keys(i, "xbt-alice").contains("touch") {
+                    return Err(format!("server {i} got the hostile key"));
+                }
+            }
+            Ok(())
+        }
+        BrokerKind::Original => Ok(()),
+    }
+}
+
+/// SSH mode (`x2gobroker-ssh`, through our root helper and a worker that
+/// runs as the daemon user) asks the farm's agents too. Ours only: the
+/// original's SSH mode needs a sudo set-up of its own.
+fn ssh_mode_resume(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    if kind == BrokerKind::Original {
+        eprintln!("farm: ssh_mode_resumes_through_remote_agents runs against ours only");
+        return Ok(());
+    }
+    let sid = farm.add_session(2, "xbt-alice", Status::Suspended)?;
+    // CONFIG's %DIR% is the helper's test directory (its cookies/ is the daemon user's).
+    let broker = x2gobroker_systemtests::ssh::SshBroker::start(
+        "farm",
+        CONFIG,
+        &PROFILES.replace("%HOSTS%", &farm.profile_hosts()),
+    );
+    let out = broker.run(Some("xbt-alice"), &["--task", "selectsession", "--sid", "farm"], &[]);
+    let want = format!("SERVER:{}:{}", farm.server(2).addr, farm.server(2).port);
+    if !out.stdout.contains(&want) || !out.stdout.contains(&format!("|{sid}|")) {
+        return Err(format!(
+            "want {want} and session {sid}, got: {out:?}\nhelper log:\n{}",
+            broker.helper.log()
+        ));
+    }
+    Ok(())
 }
