@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -42,6 +43,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ),
     ("hostile_values_never_reach_a_remote_shell", hostile_values),
     ("ssh_mode_resumes_through_remote_agents", ssh_mode_resume),
+    (
+        "pyhoca_cli_starts_a_real_session_then_it_is_resumed",
+        pyhoca_session,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -79,6 +84,8 @@ fn run(kind: BrokerKind, scenario: Scenario) -> Result<(), Failed> {
 struct FarmBroker {
     addr: SocketAddr,
     running: Running,
+    /// The PAM auth service, when the broker authenticates with PAM.
+    _auth: Option<Running>,
     _dir: TempDir,
 }
 
@@ -101,6 +108,19 @@ impl FarmBroker {
         profiles: &str,
         ssh_dir: Option<&Path>,
     ) -> Result<FarmBroker, String> {
+        FarmBroker::start_with(kind, farm, CONFIG, profiles, ssh_dir, false)
+    }
+
+    /// As [`FarmBroker::start`] with another configuration; `pam` starts the
+    /// broker's PAM auth service too.
+    fn start_with(
+        kind: BrokerKind,
+        farm: &Farm,
+        config_text: &str,
+        profiles: &str,
+        ssh_dir: Option<&Path>,
+        pam: bool,
+    ) -> Result<FarmBroker, String> {
         let dir = TempDir::new("farm")?;
         let d = dir.path();
         let cookies = d.join("cookies");
@@ -111,7 +131,8 @@ impl FarmBroker {
         nix::unistd::chown(&cookies, Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
         let config = d.join("x2gobroker.conf");
         let profiles_path = d.join("sessionprofiles.conf");
-        std::fs::write(&config, CONFIG.replace("%DIR%", &d.to_string_lossy())).map_err(|e| e.to_string())?;
+        std::fs::write(&config, config_text.replace("%DIR%", &d.to_string_lossy()))
+            .map_err(|e| e.to_string())?;
         std::fs::write(&profiles_path, profiles.replace("%HOSTS%", &farm.profile_hosts()))
             .map_err(|e| e.to_string())?;
         let setup = BrokerSetup {
@@ -124,6 +145,18 @@ impl FarmBroker {
             env: vec![("X2GOBROKER_AGENT_CMD".into(), AGENT.into())],
             args: Vec::new(),
         };
+        let auth = if pam {
+            let auth = broker::start_auth_service(kind, d, setup.auth_socket)?;
+            // The broker runs as its daemon user and must reach the socket
+            // (the original's service makes its directory root's, 0770).
+            for (path, mode) in [(d, 0o755), (setup.auth_socket, 0o666)] {
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(|e| e.to_string())?;
+            }
+            Some(auth)
+        } else {
+            None
+        };
         let port = broker::free_port(Listen::Ipv4)?;
         let run_as = RunAs {
             user: &farm.broker_user,
@@ -133,6 +166,7 @@ impl FarmBroker {
         Ok(FarmBroker {
             addr: broker::loopback(Listen::Ipv4, port),
             running,
+            _auth: auth,
             _dir: dir,
         })
     }
@@ -146,10 +180,7 @@ impl FarmBroker {
         let req = Outgoing {
             method: "POST",
             path: "/plain/",
-            headers: vec![(
-                "Content-Type".into(),
-                "application/x-www-form-urlencoded".into(),
-            )],
+            headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
             body: Some(body.join("&")),
         };
         let resp = http::send(self.addr, &req, http::DEFAULT_TIMEOUT)?
@@ -497,7 +528,11 @@ fn ssh_mode_resume(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
         CONFIG,
         &PROFILES.replace("%HOSTS%", &farm.profile_hosts()),
     );
-    let out = broker.run(Some("xbt-alice"), &["--task", "selectsession", "--sid", "farm"], &[]);
+    let out = broker.run(
+        Some("xbt-alice"),
+        &["--task", "selectsession", "--sid", "farm"],
+        &[],
+    );
     let want = format!("SERVER:{}:{}", farm.server(2).addr, farm.server(2).port);
     if !out.stdout.contains(&want) || !out.stdout.contains(&format!("|{sid}|")) {
         return Err(format!(
@@ -505,5 +540,168 @@ fn ssh_mode_resume(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
             broker.helper.log()
         ));
     }
+    Ok(())
+}
+
+/// A local X display for X2Go clients (Xvfb), stopped on drop.
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Result<Xvfb, String> {
+        let free = |n: &u32| {
+            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        };
+        let number = (90..120).find(free).ok_or("no free X display number")?;
+        let display = format!(":{number}");
+        let child = Command::new("Xvfb")
+            .args([
+                display.as_str(),
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "1024x768x24",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("Xvfb: {e}"))?;
+        let socket = format!("/tmp/.X11-unix/X{number}");
+        poll("Xvfb's socket", Duration::from_secs(30), || {
+            Path::new(&socket).exists().then_some(())
+        })?;
+        Ok(Xvfb { child, display })
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PYHOCA_CONFIG: &str = "[global]
+require-password = true
+default-auth-mech = pam
+default-agent-query-mode = SSH
+default-agent-hostkey-policy = RejectPolicy
+default-portscan-x2goservers = true
+cookie-directory = %DIR%/cookies
+my-cookie-file = %DIR%/authid
+";
+
+/// The proof with a real client: pyhoca-cli logs in through the broker
+/// (PAM), is sent to the least busy farm server and starts a real X2Go
+/// session there (x2goagent; Xvfb is the local display); the server's own
+/// x2golistsessions shows it. Once it is suspended, the next selectsession
+/// through the broker resumes it on the same server.
+/// (pyhoca-cli itself cannot resume through a broker: python-x2go fails on
+/// the profile's `status` key, so the second selectsession is made over
+/// HTTP.)
+fn pyhoca_session(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    const USER: (&str, &str) = ("xbt-erin", "Erin-pw-5");
+    let profiles = "[desk]
+name = Desk
+command = sleep 600
+host = %HOSTS%
+";
+    let b = FarmBroker::start_with(kind, farm, PYHOCA_CONFIG, profiles, None, true)?;
+    let x = Xvfb::start()?;
+    let home = TempDir::new("pyhoca-home")?;
+    // Test users' leftovers of an earlier run would count as sessions.
+    let _ = Command::new("pkill").args(["-u", USER.0]).status();
+    let output = home.path().join("pyhoca.log");
+    let log_file = std::fs::File::create(&output).map_err(|e| e.to_string())?;
+    let log_file2 = log_file.try_clone().map_err(|e| e.to_string())?;
+    let mut pyhoca = Command::new("/usr/bin/python3")
+        .arg("/usr/bin/pyhoca-cli")
+        .arg("--broker-url")
+        .arg(format!("http://{}@{}/json/", USER.0, b.addr))
+        .args(["--broker-password", USER.1, "-P", "desk", "--password", USER.1])
+        .arg("--add-to-known-hosts")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env("DISPLAY", &x.display)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file)
+        .stderr(log_file2)
+        .spawn()
+        .map_err(|e| format!("pyhoca-cli: {e}"))?;
+    let client_log = || std::fs::read_to_string(&output).unwrap_or_default();
+    // pyhoca-cli says when its session runs (and Ctrl+C would suspend it).
+    let started = poll("pyhoca-cli's session", Duration::from_secs(90), || {
+        client_log().contains("Press CTRL+C to suspend").then_some(())
+    });
+    let running = started.and_then(|()| {
+        let sessions = farm.sessions(1, USER.0)?;
+        sessions
+            .into_iter()
+            .find(|l| l.contains("|R|"))
+            .ok_or_else(|| "no running session in the session DB".to_owned())
+    });
+    let running = match running {
+        Ok(line) => line,
+        Err(e) => {
+            let _ = pyhoca.kill();
+            let _ = pyhoca.wait();
+            return Err(format!(
+                "{e}\npyhoca-cli:\n{}\nbroker:\n{}",
+                client_log(),
+                b.running.log_tail()
+            ));
+        }
+    };
+    let fields: Vec<&str> = running.split('|').collect();
+    let server = farm
+        .server_by_name(fields.get(3).copied().unwrap_or_default())
+        .ok_or_else(|| format!("session on an unknown server: {running}"))?
+        .clone();
+    let session = running.split('|').nth(1).unwrap_or_default().to_owned();
+    let farm_exec = |args: &[&str]| {
+        Command::new("bash")
+            .arg(&farm.script)
+            .args(["exec", &server.index.to_string(), "runuser", "-u", USER.0, "--"])
+            .args(args)
+            .output()
+    };
+    // Ctrl+C, as at a terminal: SIGINT to the client's process group (its
+    // nxproxy too); the server's x2goagent then suspends the session.
+    let pgid = nix::unistd::Pid::from_raw(i32::try_from(pyhoca.id()).map_err(|e| e.to_string())?);
+    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGINT).map_err(|e| e.to_string())?;
+    let suspended = poll("the session suspended", Duration::from_secs(60), || {
+        farm.sessions(server.index, USER.0)
+            .ok()?
+            .into_iter()
+            .find(|l| l.contains(&format!("|{session}|")) && l.contains("|S|"))
+    })
+    .map_err(|e| format!("{e}\npyhoca-cli:\n{}", client_log()));
+    let _ = pyhoca.kill();
+    let _ = pyhoca.wait();
+    suspended?;
+    let (status, body) = b.post(&[
+        ("user", USER.0),
+        ("password", USER.1),
+        ("task", "selectsession"),
+        ("sid", "desk"),
+    ])?;
+    let terminated = farm_exec(&["x2goterminate-session", &session]);
+    let want = format!("SERVER:{}:{}", server.addr, server.port);
+    let resumed = session_info(&body).is_some_and(|i| i.contains(&format!("|{session}|")));
+    if status != 200 || !body.contains(&want) || !resumed {
+        return Err(format!(
+            "the suspended session {session} was not resumed on {}: HTTP {status}\n{body}",
+            server.name
+        ));
+    }
+    terminated.map_err(|e| format!("x2goterminate-session: {e}"))?;
+    let _ = Command::new("pkill").args(["-u", USER.0]).status();
     Ok(())
 }

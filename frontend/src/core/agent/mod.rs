@@ -98,10 +98,16 @@ impl Agent {
     /// arguments by the typed methods below.
     async fn call(&self, user: &str, task: &str, args: &[&str]) -> Result<Answer, AgentError> {
         let user = quote::user_name(user)?;
-        match self {
-            Agent::Local(a) => Ok(a.call(user, task, args).await),
-            Agent::Remote(a) => a.call(user, task, args).await,
-        }
+        let answer = match self {
+            Agent::Local(a) => a.call(user, task, args).await,
+            Agent::Remote(a) => a.call(user, task, args).await?,
+        };
+        log::info!(
+            "broker agent answered {task}: {} ({} lines)",
+            if answer.ok { "OK" } else { "failed" },
+            answer.lines.len()
+        );
+        Ok(answer)
     }
 
     /// `ping` (the original pings with the user name `foo`).
