@@ -72,8 +72,14 @@ pub struct Worker {
 }
 
 /// Starts `program --ssh-worker` as `account` with exactly `env`, the job
-/// socket as stdin and stdout/stderr piped.
-pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) -> std::io::Result<Worker> {
+/// socket as stdin, `caller` (the caller's connection) as stdout and no
+/// stderr (the worker relays its own stderr to the caller).
+pub fn spawn(
+    program: &Path,
+    account: &WorkerAccount,
+    env: &[(String, String)],
+    caller: OwnedFd,
+) -> std::io::Result<Worker> {
     let (ours, theirs): (OwnedFd, OwnedFd) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -93,8 +99,8 @@ pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) 
         .current_dir("/")
         // std dup2()s it onto descriptor 0, which clears close-on-exec.
         .stdin(Stdio::from(theirs))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(caller))
+        .stderr(Stdio::null())
         .kill_on_drop(true);
     let groups = account.groups.clone();
     let (uid, gid) = (account.uid, account.gid);
