@@ -5,7 +5,7 @@
 //! and the number running at once is bounded.
 
 use crate::audit::{self, Action};
-use crate::peer::PeerCredentials;
+use crate::server::send_within;
 use crate::ssh_policy::{self, Caller};
 use crate::stats::Stats;
 use crate::worker_launch::{self, WorkerAccount};
@@ -17,11 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::time::timeout;
-use x2gobroker_protocol::frame::nonblocking::write_message;
 use x2gobroker_protocol::paths;
-use x2gobroker_protocol::{
-    ErrorKind, ErrorReply, FrameError, Response, SshTaskRequest, WorkerJob, WorkerStop,
-};
+use x2gobroker_protocol::{ErrorKind, ErrorReply, Response, SshTaskRequest, WorkerJob, WorkerStop};
+use x2gobroker_sys::peer::PeerCredentials;
 
 /// How long after its time limit a worker that has not stopped is killed.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
@@ -157,7 +155,7 @@ pub async fn serve(
                 task: None,
             };
             audit::decision(peer, &action, &format!("refused ({})", r.message));
-            let _ = send(stream, ctx, &Response::Error(r)).await;
+            let _ = send_within(ctx.write_timeout, stream, &Response::Error(r)).await;
             return;
         }
     };
@@ -178,7 +176,7 @@ pub async fn serve(
         Ok((_, Some(stop))) => format!("failed ({})", stop.reply().message),
         Err(r) => {
             let text = format!("failed ({})", r.message);
-            let _ = send(stream, ctx, &Response::Error(r)).await;
+            let _ = send_within(ctx.write_timeout, stream, &Response::Error(r)).await;
             text
         }
     };
@@ -289,12 +287,6 @@ async fn run(
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
-}
-
-async fn send(stream: &mut UnixStream, ctx: &Context<'_>, response: &Response) -> Result<(), FrameError> {
-    timeout(ctx.write_timeout, write_message(stream, response))
-        .await
-        .unwrap_or(Err(FrameError::TimedOut))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::core::backend::Backend;
 use crate::core::broker::Broker;
 use crate::core::config::Environment;
 use crate::core::login_map;
-use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use std::io::Write;
 use std::net::IpAddr;
@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use x2gobroker_protocol::paths::DAEMON_USER_ENV;
 use x2gobroker_protocol::WorkerJob;
+use x2gobroker_sys::peer::PeerCredentials;
 
 /// How long the helper may take to hand over the job.
 const JOB_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,14 +85,13 @@ fn started_by_helper(daemon_user: &str) -> Result<(), String> {
     }
     // SO_PEERCRED of a socketpair names the process that made it: our
     // parent, as root. Nobody else can make such a descriptor.
-    let stdin = std::io::stdin();
-    let peer = getsockopt(&stdin.as_fd(), sockopt::PeerCredentials)
+    let peer = PeerCredentials::of(&std::io::stdin())
         .map_err(|e| format!("standard input is not the helper's job socket: {e}"))?;
-    if peer.uid() != 0 || peer.pid() != nix::unistd::getppid().as_raw() {
+    if peer.uid != 0 || peer.pid != Some(nix::unistd::getppid().as_raw()) {
         return Err(format!(
             "standard input comes from uid {} pid {}, not from the parent helper",
-            peer.uid(),
-            peer.pid()
+            peer.uid,
+            peer.pid.unwrap_or(0)
         ));
     }
     let status =
