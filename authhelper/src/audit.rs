@@ -2,8 +2,8 @@
 //! audit trail: one line per decision with user, client address, peer
 //! credentials and outcome. Nothing here ever sees a password.
 
-use crate::peer::PeerCredentials;
 use std::path::Path;
+use x2gobroker_sys::peer::PeerCredentials;
 
 /// Target of audit lines, so a log reader can pick them out.
 pub const AUDIT_TARGET: &str = "audit";

@@ -11,7 +11,6 @@ pub mod audit;
 pub mod cli;
 pub mod listener;
 pub mod pam;
-pub mod peer;
 pub mod policy;
 pub mod privileges;
 pub mod server;

@@ -1,8 +1,8 @@
 //! Who may ask what, decided from kernel-verified credentials only.
 
-use crate::peer::PeerCredentials;
 use crate::StartupError;
-use nix::unistd::{Group, User};
+use nix::unistd::User;
+use x2gobroker_sys::peer::PeerCredentials;
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -17,13 +17,11 @@ impl Policy {
             .ok()
             .flatten()
             .ok_or_else(|| StartupError::new(format!("unknown daemon user {daemon_user:?}")))?;
-        let admin = Group::from_name(admin_group)
-            .ok()
-            .flatten()
+        let admin_gid = x2gobroker_sys::admin::group_id(admin_group)
             .ok_or_else(|| StartupError::new(format!("unknown admin group {admin_group:?}")))?;
         Ok(Policy {
             daemon_uid: daemon.uid.as_raw(),
-            admin_gid: admin.gid.as_raw(),
+            admin_gid,
         })
     }
 

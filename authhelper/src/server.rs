@@ -10,7 +10,6 @@ use crate::audit::{self, Action};
 use crate::cli::Options;
 use crate::listener::{self, BindOptions};
 use crate::pam::{self, PamOutcome, PamRequest};
-use crate::peer::PeerCredentials;
 use crate::policy::{Policy, Who};
 use crate::privileges;
 use crate::ssh_task::{self, SshTasks};
@@ -28,6 +27,7 @@ use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
 use x2gobroker_protocol::{
     AuthRequest, ErrorKind, ErrorReply, FrameError, Request, Response, PROTOCOL_VERSION,
 };
+use x2gobroker_sys::peer::PeerCredentials;
 
 /// Longest user name, PAM service or client address accepted.
 const MAX_NAME_LEN: usize = 256;
@@ -325,7 +325,16 @@ async fn read_request(stream: &mut UnixStream, state: &State) -> Result<Request,
 }
 
 async fn send(stream: &mut UnixStream, state: &State, response: &Response) -> Result<(), FrameError> {
-    timeout(state.read_timeout, write_message(stream, response))
+    send_within(state.read_timeout, stream, response).await
+}
+
+/// Writes one frame, giving up after `limit`.
+pub(crate) async fn send_within(
+    limit: Duration,
+    stream: &mut UnixStream,
+    response: &Response,
+) -> Result<(), FrameError> {
+    timeout(limit, write_message(stream, response))
         .await
         .unwrap_or(Err(FrameError::TimedOut))
 }

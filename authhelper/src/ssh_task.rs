@@ -1,33 +1,28 @@
 //! Serving `RunSshTask`: identify the caller (SO_PEERCRED, then NSS), apply
 //! the `--user` / `-C` policy, start the worker as the daemon user with the
-//! verified identity on its job descriptor, and relay its output as
-//! `TaskOutput` frames followed by `TaskFinished`. One task per connection;
-//! every task has a deadline and the number running at once is bounded.
+//! verified identity on its job descriptor and the caller's connection as
+//! its standard output. One task per connection; every task has a deadline
+//! and the number running at once is bounded.
 
 use crate::audit::{self, Action};
-use crate::peer::PeerCredentials;
+use crate::server::send_within;
 use crate::ssh_policy::{self, Caller};
 use crate::stats::Stats;
 use crate::worker_launch::{self, WorkerAccount};
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
-use tokio::time::{timeout, Instant};
-use x2gobroker_protocol::frame::nonblocking::write_message;
+use tokio::time::timeout;
 use x2gobroker_protocol::paths;
-use x2gobroker_protocol::{
-    ErrorKind, ErrorReply, FrameError, OutputStream, Response, SshTaskRequest, WorkerJob,
-};
+use x2gobroker_protocol::{ErrorKind, ErrorReply, Response, SshTaskRequest, WorkerJob, WorkerStop};
+use x2gobroker_sys::peer::PeerCredentials;
 
-/// Largest output chunk per frame (well under the 64 KiB frame limit).
-pub const CHUNK: usize = 32 * 1024;
-/// A worker producing more than this in total is stopped.
-pub const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+/// How long after its time limit a worker that has not stopped is killed.
+const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Variables the helper hands on from its own environment (set by the
 /// administrator, e.g. in /etc/default/x2gobroker-authhelper); the caller's
@@ -137,18 +132,6 @@ pub struct Context<'a> {
     pub write_timeout: Duration,
 }
 
-struct Refused {
-    kind: ErrorKind,
-    message: String,
-}
-
-fn refused(kind: ErrorKind, message: impl Into<String>) -> Refused {
-    Refused {
-        kind,
-        message: message.into(),
-    }
-}
-
 /// Serves one task on `stream`; the connection ends afterwards.
 pub async fn serve(
     stream: &mut UnixStream,
@@ -157,22 +140,22 @@ pub async fn serve(
     ctx: &Context<'_>,
 ) {
     let mut audit_caller = format!("uid {}", peer.uid);
-    let prepared = prepare(request, peer, ctx, &mut audit_caller);
-    let (job, account) = match prepared {
+    let (job, account) = match prepare(request, peer, ctx, &mut audit_caller) {
         Ok(ready) => ready,
         Err(r) => {
-            if r.kind == ErrorKind::DeniedByPolicy {
-                Stats::bump(&ctx.stats.policy_denials);
+            let denied = r.kind == ErrorKind::DeniedByPolicy;
+            Stats::bump(if denied {
+                &ctx.stats.policy_denials
             } else {
-                Stats::bump(&ctx.stats.failures);
-            }
+                &ctx.stats.failures
+            });
             let action = Action::SshTask {
                 caller: &audit_caller,
                 broker_user: None,
                 task: None,
             };
             audit::decision(peer, &action, &format!("refused ({})", r.message));
-            let _ = send(stream, ctx, &Response::Error(ErrorReply::new(r.kind, r.message))).await;
+            let _ = send_within(ctx.write_timeout, stream, &Response::Error(r)).await;
             return;
         }
     };
@@ -182,15 +165,18 @@ pub async fn serve(
         task: Some(&job.task.task),
     };
     let outcome = run(stream, &job, &account, ctx).await;
-    match &outcome {
-        Ok(0) => Stats::bump(&ctx.stats.successes),
-        _ => Stats::bump(&ctx.stats.failures),
-    }
-    let text = match outcome {
-        Ok(code) => format!("ran (exit status {code})"),
+    Stats::bump(if matches!(outcome, Ok(0)) {
+        &ctx.stats.successes
+    } else {
+        &ctx.stats.failures
+    });
+    let text = match outcome.map(|code| (code, WorkerStop::from_exit_code(code))) {
+        Ok((code, None)) => format!("ran (exit status {code})"),
+        // The worker told the caller itself.
+        Ok((_, Some(stop))) => format!("failed ({})", stop.reply().message),
         Err(r) => {
             let text = format!("failed ({})", r.message);
-            let _ = send(stream, ctx, &Response::Error(ErrorReply::new(r.kind, r.message))).await;
+            let _ = send_within(ctx.write_timeout, stream, &Response::Error(r)).await;
             text
         }
     };
@@ -203,13 +189,13 @@ fn prepare(
     peer: &PeerCredentials,
     ctx: &Context<'_>,
     audit_caller: &mut String,
-) -> Result<(WorkerJob, WorkerAccount), Refused> {
+) -> Result<(WorkerJob, WorkerAccount), ErrorReply> {
     let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
         .ok()
         .flatten()
         .map(|u| u.name)
         .ok_or_else(|| {
-            refused(
+            ErrorReply::new(
                 ErrorKind::DeniedByPolicy,
                 format!("uid {} has no name in the user database", peer.uid),
             )
@@ -218,63 +204,56 @@ fn prepare(
     let caller = Caller { uid: peer.uid, name };
     let account = WorkerAccount::resolve(&ctx.tasks.daemon_user).map_err(|e| {
         log::error!("SSH mode: daemon user: {e}");
-        refused(
+        ErrorReply::new(
             ErrorKind::Unavailable,
             "SSH mode is unavailable (daemon user); see the helper's log",
         )
     })?;
     let broker_user = ssh_policy::broker_user(&caller, account.uid.as_raw(), &request.task)
-        .map_err(|r| refused(ErrorKind::DeniedByPolicy, r.0))?;
-    let client_address = match request.ssh_client.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(text) => {
-            let first = text.split_whitespace().next().unwrap_or("");
-            let ip: IpAddr = first.parse().map_err(|_| {
-                refused(
-                    ErrorKind::BadRequest,
-                    format!("SSH_CLIENT {text:?} does not start with an IP address"),
-                )
-            })?;
-            Some(ip.to_string())
-        }
-    };
+        .map_err(|r| ErrorReply::new(ErrorKind::DeniedByPolicy, r.0))?;
     worker_launch::check_program(&ctx.tasks.program).map_err(|e| {
         log::error!("SSH mode: {e}");
-        refused(
+        ErrorReply::new(
             ErrorKind::Unavailable,
             "SSH mode is unavailable (worker program); see the helper's log",
         )
     })?;
-    Ok((
-        WorkerJob {
-            broker_user,
-            caller_uid: peer.uid,
-            task: request.task,
-            client_address,
-        },
-        account,
-    ))
+    let job = WorkerJob {
+        broker_user,
+        caller_uid: peer.uid,
+        task: request.task,
+        ssh_client: request.ssh_client,
+        time_limit_ms: ctx.tasks.deadline.as_millis().try_into().unwrap_or(u64::MAX),
+    };
+    Ok((job, account))
 }
 
-/// Runs the worker and relays its output; Ok(exit status).
+/// Starts the worker with the caller's connection as its standard output:
+/// it sends the caller its output and exit status itself, and stops at the
+/// job's time limit, when the caller goes away or when it produced too much
+/// (ssh/relay.rs of the front end). Killing it a little after the time
+/// limit is the backstop. Ok(its exit status).
 async fn run(
-    stream: &mut UnixStream,
+    stream: &UnixStream,
     job: &WorkerJob,
     account: &WorkerAccount,
     ctx: &Context<'_>,
-) -> Result<i32, Refused> {
-    let deadline = Instant::now() + ctx.tasks.deadline;
+) -> Result<i32, ErrorReply> {
     // Refused rather than queued: a queue would hold connections that the
     // daemon's PAM requests need. Root and the magic user (a central
     // service asking for many users) have no per-caller limit.
     let exempt = job.caller_uid == 0 || job.caller_uid == account.uid.as_raw();
     let _slot = TaskSlots::take(&ctx.tasks.slots, job.caller_uid, exempt)
-        .map_err(|why| refused(ErrorKind::Unavailable, why))?;
-    let frame =
-        x2gobroker_protocol::encode(job).map_err(|e| refused(ErrorKind::BadRequest, e.to_string()))?;
-    let mut worker = worker_launch::spawn(&ctx.tasks.program, account, &ctx.tasks.env).map_err(|e| {
+        .map_err(|why| ErrorReply::new(ErrorKind::Unavailable, why))?;
+    let frame = x2gobroker_protocol::encode(job)
+        .map_err(|e| ErrorReply::new(ErrorKind::BadRequest, e.to_string()))?;
+    let started = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|caller| worker_launch::spawn(&ctx.tasks.program, account, &ctx.tasks.env, caller));
+    let mut worker = started.map_err(|e| {
         log::error!("SSH mode: cannot start {}: {e}", ctx.tasks.program.display());
-        refused(
+        ErrorReply::new(
             ErrorKind::Unavailable,
             "cannot start the SSH-mode worker; see the helper's log",
         )
@@ -282,110 +261,32 @@ async fn run(
     // The frame fits the socket buffer, so this does not wait for the worker.
     worker.job_socket.write_all(&frame).map_err(|e| {
         log::error!("SSH mode: cannot hand the job to the worker: {e}");
-        refused(ErrorKind::Internal, "cannot hand the job to the worker")
+        ErrorReply::new(ErrorKind::Internal, "cannot hand the job to the worker")
     })?;
     let _ = worker.job_socket.shutdown(std::net::Shutdown::Write);
-
-    let mut stdout = worker.child.stdout.take();
-    let mut stderr = worker.child.stderr.take();
-    let mut out_buf = vec![0u8; CHUNK];
-    let mut err_buf = vec![0u8; CHUNK];
-    let mut total = 0usize;
-    while stdout.is_some() || stderr.is_some() {
-        let (which, read) = tokio::select! {
-            r = read_some(&mut stdout, &mut out_buf) => (OutputStream::Stdout, r),
-            r = read_some(&mut stderr, &mut err_buf) => (OutputStream::Stderr, r),
-            // The caller sends nothing after its request: readable means
-            // it hung up (or broke the protocol); either way, stop.
-            _ = caller_hung_up(stream) => {
-                stop(&mut worker.child).await;
-                return Err(refused(ErrorKind::BadRequest, "the caller went away or sent more"));
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                stop(&mut worker.child).await;
-                log::warn!("SSH mode: worker for {:?} ran past its deadline; stopped", job.broker_user);
-                return Err(refused(ErrorKind::Unavailable, "the task ran past its time limit and was stopped"));
-            }
-        };
-        let n = match read {
-            Ok(n) if n > 0 => n,
-            _ => {
-                match which {
-                    OutputStream::Stdout => stdout = None,
-                    OutputStream::Stderr => stderr = None,
-                }
-                continue;
-            }
-        };
-        total += n;
-        if total > MAX_OUTPUT {
-            stop(&mut worker.child).await;
-            return Err(refused(
-                ErrorKind::Internal,
-                "the task produced too much output and was stopped",
-            ));
-        }
-        let data = match which {
-            OutputStream::Stdout => out_buf[..n].to_vec(),
-            OutputStream::Stderr => err_buf[..n].to_vec(),
-        };
-        if send(stream, ctx, &Response::TaskOutput { stream: which, data })
-            .await
-            .is_err()
-        {
-            stop(&mut worker.child).await;
-            return Err(refused(ErrorKind::Unavailable, "the caller went away"));
-        }
-    }
-    let status = match tokio::time::timeout_at(deadline, worker.child.wait()).await {
+    let status = match timeout(ctx.tasks.deadline + BACKSTOP_GRACE, worker.child.wait()).await {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
-            return Err(refused(
+            return Err(ErrorReply::new(
                 ErrorKind::Internal,
                 format!("waiting for the worker: {e}"),
             ))
         }
         Err(_) => {
-            stop(&mut worker.child).await;
-            return Err(refused(
-                ErrorKind::Unavailable,
-                "the task ran past its time limit and was stopped",
-            ));
+            // SIGKILL (across uids thanks to CAP_KILL), then reap.
+            let _ = worker.child.start_kill();
+            let _ = timeout(Duration::from_secs(5), worker.child.wait()).await;
+            log::warn!(
+                "SSH mode: worker for {:?} outlived its time limit; killed",
+                job.broker_user
+            );
+            return Err(WorkerStop::TimeLimit.reply());
         }
     };
     use std::os::unix::process::ExitStatusExt;
-    let exit_code = status
+    Ok(status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    let _ = send(stream, ctx, &Response::TaskFinished { exit_code }).await;
-    Ok(exit_code)
-}
-
-/// Completes when the caller closes its end or sends anything.
-async fn caller_hung_up(stream: &mut UnixStream) {
-    let mut probe = [0u8; 1];
-    let _ = stream.read(&mut probe).await;
-}
-
-/// Kills a worker (SIGKILL; across uids thanks to CAP_KILL) and reaps it, so
-/// no zombie is left behind.
-async fn stop(child: &mut tokio::process::Child) {
-    let _ = child.start_kill();
-    let _ = timeout(Duration::from_secs(5), child.wait()).await;
-}
-
-/// Reads from a pipe that may already be finished (then never ready).
-async fn read_some<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &mut [u8]) -> std::io::Result<usize> {
-    match pipe {
-        Some(p) => p.read(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn send(stream: &mut UnixStream, ctx: &Context<'_>, response: &Response) -> Result<(), FrameError> {
-    timeout(ctx.write_timeout, write_message(stream, response))
-        .await
-        .unwrap_or(Err(FrameError::TimedOut))
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -405,14 +306,5 @@ mod tests {
         assert!(TaskSlots::take(&slots, 104, true).is_err(), "in total");
         drop(a1);
         let _a3 = TaskSlots::take(&slots, 1001, false).unwrap();
-    }
-
-    #[test]
-    fn output_chunks_fit_a_frame() {
-        let frame = x2gobroker_protocol::encode(&Response::TaskOutput {
-            stream: OutputStream::Stderr,
-            data: vec![0xff; CHUNK],
-        });
-        assert!(frame.is_ok());
     }
 }

@@ -72,8 +72,14 @@ pub struct Worker {
 }
 
 /// Starts `program --ssh-worker` as `account` with exactly `env`, the job
-/// socket as stdin and stdout/stderr piped.
-pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) -> std::io::Result<Worker> {
+/// socket as stdin, `caller` (the caller's connection) as stdout and no
+/// stderr (the worker relays its own stderr to the caller).
+pub fn spawn(
+    program: &Path,
+    account: &WorkerAccount,
+    env: &[(String, String)],
+    caller: OwnedFd,
+) -> std::io::Result<Worker> {
     let (ours, theirs): (OwnedFd, OwnedFd) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -93,8 +99,8 @@ pub fn spawn(program: &Path, account: &WorkerAccount, env: &[(String, String)]) 
         .current_dir("/")
         // std dup2()s it onto descriptor 0, which clears close-on-exec.
         .stdin(Stdio::from(theirs))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(caller))
+        .stderr(Stdio::null())
         .kill_on_drop(true);
     let groups = account.groups.clone();
     let (uid, gid) = (account.uid, account.gid);
@@ -137,8 +143,12 @@ mod tests {
         fs::set_permissions(&program, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(check_program(&program).is_err(), "not executable");
         fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        // Files we make are owned by us: accepted only when we are root.
+        let verdict = check_program(&program);
         if nix::unistd::geteuid().is_root() {
-            assert_eq!(check_program(&program), Ok(()));
+            assert_eq!(verdict, Ok(()));
+        } else {
+            assert!(verdict.unwrap_err().contains("must be owned by root"));
         }
         fs::set_permissions(&program, fs::Permissions::from_mode(0o775)).unwrap();
         assert!(check_program(&program).is_err(), "group-writable");

@@ -5,19 +5,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use x2gobroker_systemtests::support::{make_cert, require_root, wait_until};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_x2gobroker-daemon");
 const BROKER: &str = env!("CARGO_BIN_EXE_x2gobroker");
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -228,27 +219,8 @@ fn reloads_on_change_and_sighup_and_keeps_last_good() {
 fn https_when_certificate_and_key_are_set() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl must be installed");
-    assert!(made.success());
+    let tls = make_cert(d, &[]).expect("openssl must be installed");
+    let (cert, key) = (tls.cert, tls.key);
     let config = write(d, "x2gobroker.conf", OPEN);
     let profiles = write(d, "p.conf", "[tls]\n");
     let mut cmd = command(DAEMON, d, &profiles);
@@ -296,14 +268,11 @@ fn x2gobroker_with_mode_http_serves_too() {
 
 #[test]
 fn drop_privileges_switches_to_the_daemon_user() {
-    if !nix::unistd::getuid().is_root() {
-        eprintln!("skipping: needs root");
-        return;
-    }
-    let Ok(Some(user)) = nix::unistd::User::from_name("x2gobroker") else {
-        eprintln!("skipping: no x2gobroker user (scripts/setup-test-env.sh)");
-        return;
-    };
+    require_root("the daemon drops from root to its user");
+    let user = nix::unistd::User::from_name("x2gobroker")
+        .ok()
+        .flatten()
+        .expect("the x2gobroker user (scripts/setup-test-env.sh)");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // The daemon user must be able to read its configuration.

@@ -3,9 +3,10 @@
 //! daemon process.
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use warp::Filter;
+use x2gobroker_systemtests::support::make_cert;
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_x2gobroker-daemon");
 
@@ -40,33 +41,15 @@ fn curl_status(url: &str, body: &str) -> String {
 async fn https_get_accepts_only_what_the_web_server_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
+    let tls = make_cert(
+        d,
+        &[
             "subjectAltName=DNS:localhost",
-            "-addext",
             "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl must be installed");
-    assert!(made.success());
+        ],
+    )
+    .expect("openssl must be installed");
+    let (cert, key) = (tls.cert, tls.key);
 
     // "alice:pw-1" in basic auth.
     let auth = warp::path("auth")

@@ -175,6 +175,52 @@ pub struct WorkerJob {
     pub caller_uid: u32,
     /// The task (already policy-checked by the helper).
     pub task: SshTask,
-    /// Client address derived from SSH_CLIENT.
-    pub client_address: Option<String>,
+    /// SSH_CLIENT as the caller sent it; the (unprivileged) worker checks
+    /// that it starts with an IP address.
+    pub ssh_client: Option<String>,
+    /// Milliseconds the task may run: the worker stops it then and tells
+    /// the caller; the helper kills a worker that outlives it (a backstop).
+    pub time_limit_ms: u64,
+}
+
+/// Why a worker stopped its task early. It has told the caller already
+/// (with [`WorkerStop::reply`]); its exit status tells the helper, for the
+/// audit trail (a task itself exits 0 or 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerStop {
+    TimeLimit,
+    TooMuchOutput,
+    CallerGone,
+}
+
+impl WorkerStop {
+    const ALL: [WorkerStop; 3] = [
+        WorkerStop::TimeLimit,
+        WorkerStop::TooMuchOutput,
+        WorkerStop::CallerGone,
+    ];
+
+    pub fn exit_code(self) -> u8 {
+        124 + self as u8
+    }
+
+    pub fn from_exit_code(code: i32) -> Option<WorkerStop> {
+        Self::ALL.into_iter().find(|s| i32::from(s.exit_code()) == code)
+    }
+
+    pub fn reply(self) -> ErrorReply {
+        match self {
+            WorkerStop::TimeLimit => ErrorReply::new(
+                ErrorKind::Unavailable,
+                "the task ran past its time limit and was stopped",
+            ),
+            WorkerStop::TooMuchOutput => ErrorReply::new(
+                ErrorKind::Internal,
+                "the task produced too much output and was stopped",
+            ),
+            WorkerStop::CallerGone => {
+                ErrorReply::new(ErrorKind::BadRequest, "the caller went away or sent more")
+            }
+        }
+    }
 }

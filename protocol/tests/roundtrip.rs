@@ -112,8 +112,8 @@ proptest! {
     }
 
     #[test]
-    fn worker_jobs_round_trip(user in any_string(), uid in any::<u32>(), task in any_task(), addr in proptest::option::of(any_string())) {
-        let job = WorkerJob { broker_user: user, caller_uid: uid, task, client_address: addr };
+    fn worker_jobs_round_trip(user in any_string(), uid in any::<u32>(), task in any_task(), addr in proptest::option::of(any_string()), ms in any::<u64>()) {
+        let job = WorkerJob { broker_user: user, caller_uid: uid, task, ssh_client: addr, time_limit_ms: ms };
         let frame = encode(&job).unwrap();
         prop_assert_eq!(decode::<WorkerJob>(&frame).unwrap(), job);
     }

@@ -4,10 +4,12 @@
 //! * [`listen_fds`]: sockets handed over by systemd (sd_listen_fds);
 //! * [`socket`]: binding a Unix socket over a stale one;
 //! * [`admin`]: who is an administrator (root or the admin group);
+//! * [`peer`]: a socket peer's kernel-reported identity (SO_PEERCRED);
 //! * [`privileges`]: dropping from root to an account for good.
 #![deny(unsafe_code)]
 
 pub mod admin;
 pub mod listen_fds;
+pub mod peer;
 pub mod privileges;
 pub mod socket;

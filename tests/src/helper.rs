@@ -5,18 +5,15 @@
 use nix::unistd::{Group, User};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use x2gobroker_protocol::client::{blocking::Client, ClientError};
 use x2gobroker_protocol::{AuthRequest, FrameError, Password, Request, Response, StatusReport};
 
 pub const HELPER_BIN: &str = "x2gobroker-authhelper";
-/// Generous: start-up and PAM (about 2 s per failure) on a loaded machine.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub use crate::support::{wait_until, TestDir, DEADLINE};
 
 /// Test users from scripts/setup-test-env.sh (fixtures, not secrets).
 pub const ALICE: (&str, &str) = ("xbt-alice", "Alice-pw-1");
@@ -67,44 +64,6 @@ pub fn helper_binary() -> PathBuf {
         }
     }
     binary
-}
-
-/// Polls `condition` until it holds; panics with `what` at the deadline.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A fresh directory under the system temp dir, world-searchable (0755) so
-/// unprivileged probes can reach sockets in it; removed on drop.
-pub struct TestDir(pub PathBuf);
-
-impl TestDir {
-    pub fn new(tag: &str) -> Self {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "xbt-authhelper-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir(&path).expect("create test dir");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod test dir");
-        TestDir(path)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 pub struct RunningHelper {

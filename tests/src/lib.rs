@@ -9,5 +9,8 @@ pub mod farm;
 /// Auth helper test support: start helper instances on temp sockets, clients, probes.
 pub mod helper;
 
+/// Shared by every test crate: temp dirs, free ports, polling, certificates, root.
+pub mod support;
+
 /// SSH-mode test support: helper with a task configuration, runs as real users, sshd.
 pub mod ssh;

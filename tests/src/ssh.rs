@@ -5,10 +5,10 @@
 //! throw-away sshd on a loopback port.
 
 use crate::helper::{target_profile_dir, wait_until, RunningHelper, TestDir};
+pub use crate::support::free_port;
 use nix::unistd::{chown, Group, User};
 use std::fs;
 use std::io::Read;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -464,14 +464,6 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Uid and gid of the daemon user and its supplementary groups, sorted.

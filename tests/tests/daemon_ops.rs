@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -17,6 +17,7 @@ use x2gobroker_systemtests::helper::{
     helper_binary, run_to_exit, target_profile_dir, wait_until, RunningHelper, TestDir, ALICE, BOB, DAVE,
     DEADLINE,
 };
+use x2gobroker_systemtests::support::free_port;
 
 const PROFILES: &str = "\
 [alice-desktop]
@@ -53,13 +54,6 @@ fn socket_activated_helper(tag: &str, extra: &[&str]) -> RunningHelper {
         .arg(dir.path("not-used.sock"))
         .args(extra);
     RunningHelper::spawn(command, dir, handed)
-}
-
-/// A port that was free a moment ago (systemd-socket-activate needs a
-/// concrete address).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 struct Daemon {

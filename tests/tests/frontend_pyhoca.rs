@@ -7,22 +7,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use x2gobroker_systemtests::helper::{RunningHelper, TestDir, ALICE};
 use x2gobroker_systemtests::ssh::HttpDaemon;
-
-const PROFILES: &str = "\
-[alice-desktop]
-name = Alice Desktop
-host = srv1 (127.0.0.1:2222)
-command = XFCE
-acl-users-allow = xbt-alice
-
-[staff-terminal]
-name = Staff Terminal
-acl-groups-allow = xbt-staff
-
-[bob-only]
-name = Bob Only
-acl-users-allow = xbt-bob
-";
+use x2gobroker_systemtests::support::PROFILES;
 
 /// Runs pyhoca-cli --list-profiles; returns (exit success, stdout).
 fn pyhoca_list(dir: &TestDir, port: u16, user: &str, password: &str) -> (bool, String) {

@@ -14,7 +14,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+use x2gobroker_systemtests::support::{require_root as require, TestDir};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -22,29 +22,6 @@ fn repo() -> PathBuf {
 
 fn expected_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("install-tree.expected")
-}
-
-/// A private directory, removed again on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("xbt-install-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `x2gobroker` supports the documentation contract (two man pages, three
@@ -64,14 +41,14 @@ esac
 "#;
 const STUB_WITHOUT_DOCS: &str = "#!/bin/sh\necho \"error: unexpected argument '$1' found\" >&2\nexit 2\n";
 
-fn stub_bin_dir() -> TempDir {
-    let dir = TempDir::new("bin");
+fn stub_bin_dir() -> TestDir {
+    let dir = TestDir::new("bin");
     for (name, script) in [
         ("x2gobroker", STUB_WITH_DOCS),
         ("x2gobroker-daemon", STUB_WITHOUT_DOCS),
         ("x2gobroker-authhelper", STUB_WITHOUT_DOCS),
     ] {
-        let path = dir.path().join(name);
+        let path = dir.root().join(name);
         fs::write(&path, script).expect("stub");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("stub mode");
     }
@@ -79,10 +56,7 @@ fn stub_bin_dir() -> TempDir {
 }
 
 fn require_root() {
-    assert!(
-        Uid::effective().is_root(),
-        "install tests run as root (ownership is part of the listing)"
-    );
+    require("ownership is part of the listing");
 }
 
 fn install(bin_dir: &Path, destdir: &Path, extra: &[&str]) -> Output {
@@ -196,9 +170,9 @@ const EXPECTED_HEADER: &str = "\
 fn destdir_install_matches_the_expected_tree_and_is_idempotent() {
     require_root();
     let bin = stub_bin_dir();
-    let dest = TempDir::new("dest");
-    let log = install_ok(bin.path(), dest.path(), &[]);
-    let first = listing(dest.path());
+    let dest = TestDir::new("dest");
+    let log = install_ok(bin.root(), dest.root(), &[]);
+    let first = listing(dest.root());
 
     if std::env::var_os("X2GOBROKER_BLESS").is_some() {
         let body = first.join("\n");
@@ -217,13 +191,13 @@ fn destdir_install_matches_the_expected_tree_and_is_idempotent() {
     );
     // A DESTDIR install leaves the target configuration to the postinst.
     assert!(log.contains("systemd-sysusers"), "{log}");
-    assert!(!dest.path().join("etc/x2go/broker/x2gobroker.authid").exists());
+    assert!(!dest.root().join("etc/x2go/broker/x2gobroker.authid").exists());
 
-    let contents_before = fs::read(dest.path().join("etc/x2go/x2gobroker.conf")).expect("conf");
-    install_ok(bin.path(), dest.path(), &[]);
-    assert_eq!(listing(dest.path()), first, "a second run changed the tree");
+    let contents_before = fs::read(dest.root().join("etc/x2go/x2gobroker.conf")).expect("conf");
+    install_ok(bin.root(), dest.root(), &[]);
+    assert_eq!(listing(dest.root()), first, "a second run changed the tree");
     assert_eq!(
-        fs::read(dest.path().join("etc/x2go/x2gobroker.conf")).expect("conf"),
+        fs::read(dest.root().join("etc/x2go/x2gobroker.conf")).expect("conf"),
         contents_before
     );
 }
@@ -232,8 +206,8 @@ fn destdir_install_matches_the_expected_tree_and_is_idempotent() {
 fn installed_files_are_the_repository_files() {
     require_root();
     let bin = stub_bin_dir();
-    let dest = TempDir::new("same");
-    install_ok(bin.path(), dest.path(), &[]);
+    let dest = TestDir::new("same");
+    install_ok(bin.root(), dest.root(), &[]);
     for (src, dst) in [
         ("etc/x2gobroker.conf", "etc/x2go/x2gobroker.conf"),
         ("etc/broker/defaults.conf", "etc/x2go/broker/defaults.conf"),
@@ -265,15 +239,15 @@ fn installed_files_are_the_repository_files() {
         ),
     ] {
         let want = fs::read(repo().join(src)).expect(src);
-        let got = fs::read(dest.path().join(dst)).expect(dst);
+        let got = fs::read(dest.root().join(dst)).expect(dst);
         assert!(want == got, "{dst} differs from {src}");
     }
-    let stub = fs::read(bin.path().join("x2gobroker-authhelper")).expect("stub");
+    let stub = fs::read(bin.root().join("x2gobroker-authhelper")).expect("stub");
     assert_eq!(
-        fs::read(dest.path().join("usr/sbin/x2gobroker-authhelper")).expect("helper"),
+        fs::read(dest.root().join("usr/sbin/x2gobroker-authhelper")).expect("helper"),
         stub
     );
-    let man = fs::read_to_string(dest.path().join("usr/share/man/man1/x2gobroker-ssh.1")).expect("man");
+    let man = fs::read_to_string(dest.root().join("usr/share/man/man1/x2gobroker-ssh.1")).expect("man");
     assert!(man.starts_with(".TH X2GOBROKER-SSH 1"));
 }
 
@@ -281,9 +255,9 @@ fn installed_files_are_the_repository_files() {
 fn existing_configuration_is_kept_and_the_new_one_goes_to_dist() {
     require_root();
     let bin = stub_bin_dir();
-    let dest = TempDir::new("keep");
-    let conf = dest.path().join("etc/x2go/x2gobroker.conf");
-    let pam = dest.path().join("etc/pam.d/x2gobroker");
+    let dest = TestDir::new("keep");
+    let conf = dest.root().join("etc/x2go/x2gobroker.conf");
+    let pam = dest.root().join("etc/pam.d/x2gobroker");
     fs::create_dir_all(conf.parent().expect("parent")).expect("etc/x2go");
     fs::create_dir_all(pam.parent().expect("parent")).expect("etc/pam.d");
     let admins = "[global]\nrequire-cookie = true\n";
@@ -292,22 +266,22 @@ fn existing_configuration_is_kept_and_the_new_one_goes_to_dist() {
     // Identical to ours: no .dist for it.
     fs::copy(repo().join("etc/pam.d/x2gobroker"), &pam).expect("pam");
 
-    let log = install_ok(bin.path(), dest.path(), &[]);
+    let log = install_ok(bin.root(), dest.root(), &[]);
     assert_eq!(fs::read_to_string(&conf).expect("conf"), admins);
     assert_eq!(
         fs::metadata(&conf).expect("conf").mode() & 0o7777,
         0o600,
         "admin's mode changed"
     );
-    let dist = fs::read(dest.path().join("etc/x2go/x2gobroker.conf.dist")).expect(".dist");
+    let dist = fs::read(dest.root().join("etc/x2go/x2gobroker.conf.dist")).expect(".dist");
     assert_eq!(dist, fs::read(repo().join("etc/x2gobroker.conf")).expect("ours"));
     assert!(log.contains("kept existing /etc/x2go/x2gobroker.conf"), "{log}");
-    assert!(!dest.path().join("etc/pam.d/x2gobroker.dist").exists());
+    assert!(!dest.root().join("etc/pam.d/x2gobroker.dist").exists());
 
     // Again: still the admin's file, still one .dist.
-    install_ok(bin.path(), dest.path(), &[]);
+    install_ok(bin.root(), dest.root(), &[]);
     assert_eq!(fs::read_to_string(&conf).expect("conf"), admins);
-    let dists: Vec<_> = listing(dest.path())
+    let dists: Vec<_> = listing(dest.root())
         .into_iter()
         .filter(|l| l.contains(".dist"))
         .collect();
@@ -321,9 +295,9 @@ fn existing_configuration_is_kept_and_the_new_one_goes_to_dist() {
 fn prefix_moves_programs_and_units_but_not_configuration() {
     require_root();
     let bin = stub_bin_dir();
-    let dest = TempDir::new("prefix");
-    install_ok(bin.path(), dest.path(), &["--prefix", "/usr/local"]);
-    let d = dest.path();
+    let dest = TestDir::new("prefix");
+    install_ok(bin.root(), dest.root(), &["--prefix", "/usr/local"]);
+    let d = dest.root();
     assert!(d.join("usr/local/bin/x2gobroker-daemon").is_file());
     assert!(d.join("usr/local/sbin/x2gobroker-authhelper").is_file());
     assert!(d.join("etc/x2go/x2gobroker.conf").is_file());
@@ -340,9 +314,9 @@ fn prefix_moves_programs_and_units_but_not_configuration() {
 fn missing_programs_fail_the_install_clearly() {
     require_root();
     let bin = stub_bin_dir();
-    fs::remove_file(bin.path().join("x2gobroker-daemon")).expect("rm stub");
-    let dest = TempDir::new("missing");
-    let output = install(bin.path(), dest.path(), &[]);
+    fs::remove_file(bin.root().join("x2gobroker-daemon")).expect("rm stub");
+    let dest = TestDir::new("missing");
+    let output = install(bin.root(), dest.root(), &[]);
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -350,7 +324,7 @@ fn missing_programs_fail_the_install_clearly() {
         "{err}"
     );
     assert!(
-        !dest.path().join("usr").exists(),
+        !dest.root().join("usr").exists(),
         "nothing is installed when a program is missing"
     );
 }
@@ -363,18 +337,18 @@ fn missing_programs_fail_the_install_clearly() {
 fn configure_creates_accounts_directories_and_the_authid_once() {
     require_root();
     let bin = stub_bin_dir();
-    let dest = TempDir::new("configure");
-    install_ok(bin.path(), dest.path(), &[]);
-    install_ok(bin.path(), dest.path(), &["--configure-only"]);
+    let dest = TestDir::new("configure");
+    install_ok(bin.root(), dest.root(), &[]);
+    install_ok(bin.root(), dest.root(), &["--configure-only"]);
 
-    let group = fs::read_to_string(dest.path().join("etc/group")).expect("image group file");
+    let group = fs::read_to_string(dest.root().join("etc/group")).expect("image group file");
     let gid: u32 = group
         .lines()
         .find_map(|l| l.strip_prefix("x2gobroker:x:"))
         .and_then(|rest| rest.split(':').next())
         .and_then(|g| g.parse().ok())
         .expect("x2gobroker group in the image");
-    let authid = dest.path().join("etc/x2go/broker/x2gobroker.authid");
+    let authid = dest.root().join("etc/x2go/broker/x2gobroker.authid");
     let meta = fs::metadata(&authid).expect("authid created");
     assert_eq!(meta.mode() & 0o7777, 0o640);
     assert_eq!((meta.uid(), meta.gid()), (0, gid));
@@ -387,19 +361,19 @@ fn configure_creates_accounts_directories_and_the_authid_once() {
         regex::Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").expect("re");
     assert!(uuid.is_match(id), "not a UUID: {id:?}");
 
-    let cookies = fs::metadata(dest.path().join("var/lib/x2gobroker/cookies")).expect("cookie dir");
+    let cookies = fs::metadata(dest.root().join("var/lib/x2gobroker/cookies")).expect("cookie dir");
     assert_eq!(cookies.mode() & 0o7777, 0o700);
     assert_eq!(cookies.gid(), gid);
 
     // Never replaced, not even by a full install plus configure.
-    install_ok(bin.path(), dest.path(), &[]);
-    install_ok(bin.path(), dest.path(), &["--configure-only"]);
+    install_ok(bin.root(), dest.root(), &[]);
+    install_ok(bin.root(), dest.root(), &["--configure-only"]);
     assert_eq!(fs::read_to_string(&authid).expect("authid"), secret);
     // A second, separate configuration gets a different secret.
-    let other = TempDir::new("configure2");
-    install_ok(bin.path(), other.path(), &[]);
-    install_ok(bin.path(), other.path(), &["--configure-only"]);
+    let other = TestDir::new("configure2");
+    install_ok(bin.root(), other.root(), &[]);
+    install_ok(bin.root(), other.root(), &["--configure-only"]);
     let other_secret =
-        fs::read_to_string(other.path().join("etc/x2go/broker/x2gobroker.authid")).expect("2nd");
+        fs::read_to_string(other.root().join("etc/x2go/broker/x2gobroker.authid")).expect("2nd");
     assert_ne!(other_secret, secret);
 }

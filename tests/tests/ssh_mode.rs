@@ -16,22 +16,7 @@ use x2gobroker_systemtests::ssh::{
     children_of, daemon_account, gid_of, run_original, run_program_as, run_with_deadline, ssh_binary,
     HttpDaemon, Outcome, SshBroker, Sshd, COOKIES, DAEMON_USER, DIR,
 };
-
-const PROFILES: &str = "\
-[alice-desktop]
-name = Alice Desktop
-host = srv1 (127.0.0.1:2222)
-command = XFCE
-acl-users-allow = xbt-alice
-
-[staff-terminal]
-name = Staff Terminal
-acl-groups-allow = xbt-staff
-
-[bob-only]
-name = Bob Only
-acl-users-allow = xbt-bob
-";
+use x2gobroker_systemtests::support::PROFILES;
 
 /// Password (PAM through the helper) for HTTP; SSH mode needs none.
 fn config() -> String {

@@ -111,10 +111,10 @@ pub async fn serve(socket: ControlSocket, admin_group: String) {
 }
 
 async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str) {
-    let Ok(cred) = stream.peer_cred() else {
+    let Ok(peer) = x2gobroker_sys::peer::PeerCredentials::of(&stream) else {
         return;
     };
-    let (uid, gid) = (cred.uid(), cred.gid());
+    let (uid, gid) = (peer.uid, peer.gid);
     let allowed = may_query_status(uid, gid, admin_group);
     let response = match read_message::<ControlRequest, _>(&mut stream).await {
         Ok(ControlRequest::Status) if allowed => {

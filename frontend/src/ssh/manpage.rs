@@ -1,61 +1,35 @@
 //! `x2gobroker-ssh --generate-man DIR`: the manual page (the installer's
-//! program contract, docs/OPERATIONS.md).
+//! program contract, docs/OPERATIONS.md). Made from the clap definition
+//! (`ssh/args.rs` over `cli/options.rs`), so it lists exactly the options
+//! the program takes; what is particular to SSH mode (who may do what,
+//! environment, exit status) follows in sections of its own.
 
+use super::args::SshArgs;
+use clap::CommandFactory;
 use std::path::Path;
 
 pub const FILE_NAME: &str = "x2gobroker-ssh.1";
 
-const PAGE: &str = r#".TH X2GOBROKER-SSH 1 "" "x2gobroker" "User Commands"
-.SH NAME
-x2gobroker-ssh \- X2Go Session Broker, SSH mode
-.SH SYNOPSIS
-.B x2gobroker-ssh
-.B \-\-task
-.I TASK
-.RB [ \-\-user
-.IR USER ]
-.RB [ \-\-login
-.IR LOGIN ]
-.RB [ \-\-authid
-.IR COOKIE ]
-.RB [ \-\-sid
-.IR PROFILE ]
-.RB [ \-\-backend
-.IR BACKEND ]
-.RB [ \-d ]
-.br
-.B x2gobroker
-.RB [ "\-M SSH" ]
-.I "(same options)"
-.SH DESCRIPTION
-X2Go Client logs in to the broker host over SSH and runs
-.BR x2gobroker-ssh .
-It prints what the broker's HTTP
-.I /plain/
-interface would answer for the logged-in user, in the format of the
-Python x2gobroker's SSH mode.
-.PP
-The program is not setuid and reads nothing of its caller's environment
-except
-.B SSH_CLIENT
-(the client address, as in the original) and
-.BR X2GOBROKER_SSH_SOCKET .
-It sends its arguments to
-.BR x2gobroker-authhelper (8),
-which learns who the caller is from the kernel (SO_PEERCRED), decides
-whether the request is allowed, and runs the task in a worker process
-switched to the broker's daemon user (its groups, no capabilities,
-no_new_privs). The worker uses the system configuration
-.RI ( /etc/x2go/x2gobroker.conf
-and the session profiles), never one chosen by the caller.
-.SH OPTIONS
+const DESCRIPTION: &str =
+    "X2Go Client logs in to the broker host over SSH and runs x2gobroker-ssh. It prints \
+what the broker's HTTP /plain/ interface would answer for the logged-in user, in the format of the Python \
+x2gobroker's SSH mode. x2gobroker -M SSH takes the same options.
+
+The program is not setuid and reads nothing of its caller's environment except SSH_CLIENT (the client \
+address, as in the original) and X2GOBROKER_SSH_SOCKET. It sends its arguments to x2gobroker-authhelper(8), \
+which learns who the caller is from the kernel (SO_PEERCRED), decides whether the request is allowed, and \
+runs the task in a worker process switched to the broker's daemon user (its groups, no capabilities, \
+no_new_privs). The worker uses the system configuration (/etc/x2go/x2gobroker.conf and the session \
+profiles), never one chosen by the caller.";
+
+/// Sections after OPTIONS, in roff.
+const SSH_MODE_SECTIONS: &str = r#".SH POLICY
 .TP
 .BI \-\-task " TASK"
 .BR listsessions ,
 .BR selectsession ,
 .BR setpass " or"
 .BR testcon .
-Without it, the usage is printed and the exit status is 254.
 .TP
 .BI \-\-user " USER"
 Act for another broker user. Honoured only for root and the magic user
@@ -70,13 +44,6 @@ The X2Go server login. Must equal the broker user unless the
 .B [login-mapping]
 section of x2gobroker.conf maps it
 .RI ( "user = login1, login2" ).
-.TP
-.BI \-\-auth-cookie " COOKIE\fR, \fP" \-\-authid " COOKIE\fR, \fP" \-\-next-authid " COOKIE"
-Pre-shared or dynamic authentication cookie.
-.TP
-.BI \-\-profile-id " PROFILE\fR, \fP" \-\-sid " PROFILE"
-The session profile for
-.BR selectsession .
 .TP
 .BI \-\-backend " BACKEND"
 .BR inifile " or " zeroconf ;
@@ -102,21 +69,59 @@ can use SSH mode.
 .B SSH_CLIENT
 Set by sshd; its first word is the client address used for address ACLs
 and cookies.
-.SH EXIT STATUS
+.SH "EXIT STATUS"
 0 when the task ran (also when access was denied: the output is then
 empty, as with the original), 254 without
-.BR \-\-task ,
+.B \-\-task
+(the usage is printed),
 2 for unusable options, 1 when the request was refused (with the reason
 on stderr) or the helper could not be reached.
-.SH SEE ALSO
+.SH "SEE ALSO"
 .BR x2gobroker (1),
 .BR x2gobroker-daemon (1),
 .BR x2gobroker-authhelper (8)
 "#;
 
+/// The page, roff.
+pub fn page() -> std::io::Result<Vec<u8>> {
+    let cmd = SshArgs::command()
+        .name("x2gobroker-ssh")
+        .bin_name("x2gobroker-ssh")
+        .about("X2Go Session Broker, SSH mode")
+        .long_about(DESCRIPTION)
+        // clap_mangen leaves visible aliases out; the original's spellings
+        // (--authid, --sid, ...) belong on the page.
+        .mut_args(|arg| {
+            let aliases: Vec<String> = arg
+                .get_visible_aliases()
+                .unwrap_or_default()
+                .iter()
+                .map(|a| format!("--{a}"))
+                .collect();
+            if aliases.is_empty() {
+                return arg;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{help} (also {})", aliases.join(", ")))
+        });
+    let man = clap_mangen::Man::new(cmd)
+        .title("X2GOBROKER-SSH")
+        .section("1")
+        .source("x2gobroker")
+        .manual("User Commands");
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    out.extend_from_slice(SSH_MODE_SECTIONS.as_bytes());
+    Ok(out)
+}
+
 /// Writes the page into `dir`.
 pub fn generate(dir: &Path) -> std::io::Result<()> {
-    std::fs::write(dir.join(FILE_NAME), PAGE)
+    std::fs::write(dir.join(FILE_NAME), page()?)
 }
 
 #[cfg(test)]
@@ -124,11 +129,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_is_written_and_names_itself() {
+    fn page_is_written_names_itself_and_lists_the_real_options() {
         let dir = tempfile::tempdir().unwrap();
         generate(dir.path()).unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
-        assert!(text.starts_with(".TH X2GOBROKER-SSH 1 "));
+        assert!(text.contains(".TH X2GOBROKER-SSH 1 "), "{text}");
+        assert!(
+            text.contains("x2gobroker\\-ssh \\- X2Go Session Broker, SSH mode"),
+            "{text}"
+        );
+        // From the clap definition, aliases included.
+        for option in [
+            "\\-\\-task",
+            "\\-\\-profile\\-id",
+            "\\-\\-sid",
+            "\\-\\-next\\-authid",
+            "\\-\\-drop\\-privileges",
+        ] {
+            assert!(text.contains(option), "{option} missing: {text}");
+        }
+        for section in [
+            ".SH OPTIONS",
+            ".SH POLICY",
+            ".SH ENVIRONMENT",
+            ".SH \"EXIT STATUS\"",
+            ".SH \"SEE ALSO\"",
+        ] {
+            assert!(text.contains(section), "{section} missing");
+        }
         assert!(text.contains("X2GOBROKER_SSH_SOCKET"));
     }
 }

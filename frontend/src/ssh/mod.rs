@@ -11,6 +11,7 @@ pub mod args;
 pub mod client;
 pub mod manpage;
 pub mod output;
+pub mod relay;
 pub mod worker;
 
 use x2gobroker_protocol::paths::WORKER_FLAG;

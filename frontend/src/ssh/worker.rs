@@ -6,18 +6,21 @@
 //! loads the system configuration (§3.10) and prints the task's output.
 
 use super::output::{self, Task, TaskError};
+use super::relay;
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
 use crate::core::config::Environment;
 use crate::core::login_map;
-use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Duration;
+use x2gobroker_protocol::paths::DAEMON_USER_ENV;
 use x2gobroker_protocol::WorkerJob;
+use x2gobroker_sys::peer::PeerCredentials;
 
 /// How long the helper may take to hand over the job.
 const JOB_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,27 +42,33 @@ const PROGRAM: &str = "x2gobroker-ssh";
 /// Exit status for every refusal to run or to serve.
 const REFUSED: u8 = 1;
 
-fn refuse(message: &str) -> ExitCode {
+fn refuse(message: &str) -> u8 {
     eprintln!("{PROGRAM}: {message}");
-    ExitCode::from(REFUSED)
+    REFUSED
 }
 
-/// Worker entry point (`x2gobroker-ssh --ssh-worker`).
+/// Worker entry point (`x2gobroker-ssh --ssh-worker`). Until the job is
+/// read, standard error is the starter's (nothing, when that is the
+/// helper); from then on, everything goes to the caller ([`relay`]).
 pub fn main() -> ExitCode {
-    let env = match Environment::from_process("x2gobroker") {
-        Ok(env) => env,
-        Err(e) => return refuse(&format!("{e}")),
-    };
-    if let Err(reason) = started_by_helper(&env.daemon_user) {
-        return refuse(&format!(
+    // The helper always sets it (to the user it dropped us to).
+    let daemon_user = std::env::var(DAEMON_USER_ENV).unwrap_or_else(|_| "x2gobroker".into());
+    if let Err(reason) = started_by_helper(&daemon_user) {
+        return ExitCode::from(refuse(&format!(
             "worker mode is for x2gobroker-authhelper only and refuses to run otherwise ({reason})"
-        ));
+        )));
     }
     let job = match read_job() {
         Ok(job) => job,
-        Err(e) => return refuse(&format!("no job from the helper: {e}")),
+        Err(e) => return ExitCode::from(refuse(&format!("no job from the helper: {e}"))),
     };
-    serve(job, env)
+    relay::run(
+        Duration::from_millis(job.time_limit_ms),
+        move || match Environment::from_process("x2gobroker") {
+            Ok(env) => serve(job, env),
+            Err(e) => refuse(&format!("{e}")),
+        },
+    )
 }
 
 /// The checks that make worker mode useless to anyone but the helper.
@@ -76,14 +85,13 @@ fn started_by_helper(daemon_user: &str) -> Result<(), String> {
     }
     // SO_PEERCRED of a socketpair names the process that made it: our
     // parent, as root. Nobody else can make such a descriptor.
-    let stdin = std::io::stdin();
-    let peer = getsockopt(&stdin.as_fd(), sockopt::PeerCredentials)
+    let peer = PeerCredentials::of(&std::io::stdin())
         .map_err(|e| format!("standard input is not the helper's job socket: {e}"))?;
-    if peer.uid() != 0 || peer.pid() != nix::unistd::getppid().as_raw() {
+    if peer.uid != 0 || peer.pid != Some(nix::unistd::getppid().as_raw()) {
         return Err(format!(
             "standard input comes from uid {} pid {}, not from the parent helper",
-            peer.uid(),
-            peer.pid()
+            peer.uid,
+            peer.pid.unwrap_or(0)
         ));
     }
     let status =
@@ -114,7 +122,7 @@ fn read_job() -> Result<WorkerJob, String> {
     x2gobroker_protocol::frame::blocking::read_message(&mut stdin.lock()).map_err(|e| e.to_string())
 }
 
-fn serve(job: WorkerJob, mut env: Environment) -> ExitCode {
+fn serve(job: WorkerJob, mut env: Environment) -> u8 {
     let args = &job.task;
     // The helper decided who this task is for; the task must agree.
     if args.user.as_deref().is_some_and(|u| u != job.broker_user) {
@@ -148,12 +156,14 @@ fn serve(job: WorkerJob, mut env: Environment) -> ExitCode {
     if let Err(e) = login_map::check(&broker.config_path, &job.broker_user, &login) {
         return refuse(&format!("refused: {e}"));
     }
-    // The original's SSH_CLIENT reading; the helper validated the address.
-    let client: IpAddr = job
-        .client_address
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    // The original's SSH_CLIENT reading: its first word, an IP address.
+    let client: IpAddr = match job.ssh_client.as_deref().map(str::trim) {
+        None | Some("") => IpAddr::from([127, 0, 0, 1]),
+        Some(text) => match text.split_whitespace().next().unwrap_or("").parse() {
+            Ok(ip) => ip,
+            Err(_) => return refuse(&format!("SSH_CLIENT {text:?} does not start with an IP address")),
+        },
+    };
     let task = Task {
         backend,
         broker_user: &job.broker_user,
@@ -176,7 +186,7 @@ fn serve(job: WorkerJob, mut env: Environment) -> ExitCode {
                 let _ = stdout.write_all(b"\n");
                 let _ = stdout.flush();
             }
-            ExitCode::SUCCESS
+            0
         }
         Err(TaskError(e)) => refuse(&e),
     }

@@ -2,7 +2,7 @@
 //! waiting for readiness by polling, and killing and reaping it afterwards.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -155,36 +155,17 @@ fn effective_user_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
-/// A per-scenario directory, removed on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
+/// A per-scenario directory: a [`TestDir`](crate::support::TestDir)
+/// (COMPLIANCE_KEEP_TMP=1 keeps it for debugging).
+pub struct TempDir(crate::support::TestDir);
 
 impl TempDir {
     pub fn new(label: &str) -> Result<TempDir, String> {
-        // Short: the auth socket lives inside, and AF_UNIX paths are limited to 107 bytes.
-        let safe: String = label
-            .chars()
-            .take(24)
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        let unique = &super::vars::random_uuid()[..8];
-        let path = std::env::temp_dir().join(format!("xbc-{safe}-{unique}"));
-        std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
-        Ok(TempDir { path })
+        Ok(TempDir(crate::support::TestDir::new(label)))
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // COMPLIANCE_KEEP_TMP=1 keeps the configuration and logs for debugging.
-        if std::env::var_os("COMPLIANCE_KEEP_TMP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
+        self.0.root()
     }
 }
 
@@ -276,8 +257,7 @@ impl Drop for Running {
 
 /// A loopback port that is free right now.
 pub fn free_port(listen: Listen) -> Result<u16, String> {
-    let l = TcpListener::bind(loopback(listen, 0)).map_err(|e| format!("bind a free port: {e}"))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    crate::support::free_port_on(loopback(listen, 0).ip())
 }
 
 pub fn loopback(listen: Listen, port: u16) -> SocketAddr {

@@ -3,49 +3,17 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::http::{self, Outgoing, Response};
 
-/// Certificate and key file for the broker.
-pub struct CertFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use crate::support::CertFiles;
 
-/// Makes a self-signed certificate for 127.0.0.1 and ::1 in `dir`.
+/// A self-signed certificate for 127.0.0.1, ::1 and localhost in `dir`.
 pub fn make_cert(dir: &Path) -> Result<CertFiles, String> {
-    let cert = dir.join("tls-cert.pem");
-    let key = dir.join("tls-key.pem");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("run openssl: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "openssl req failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(CertFiles { cert, key })
+    crate::support::make_cert(dir, &["subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"])
 }
 
 /// Sends one request over HTTPS (HTTP/1.1) with curl, trusting only `ca`.
