@@ -47,6 +47,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "pyhoca_cli_starts_a_real_session_then_it_is_resumed",
         pyhoca_session,
     ),
+    (
+        "autologin_key_removed_after_a_broker_restart",
+        autologin_key_restart,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -704,4 +708,50 @@ host = %HOSTS%
     terminated.map_err(|e| format!("x2goterminate-session: {e}"))?;
     let _ = Command::new("pkill").args(["-u", USER.0]).status();
     Ok(())
+}
+
+/// The broker that deployed an auto-login key stops before removing it; a
+/// new broker with the same configuration removes it. The original keeps
+/// pending removals in a timer thread only, so its key stays behind: the
+/// scenario shows that (ARCHITECTURE.md D: agent failures).
+fn autologin_key_restart(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    let removals = TempDir::new("farm-removals")?;
+    let user = nix::unistd::User::from_name(&farm.broker_user)
+        .map_err(|e| e.to_string())?
+        .ok_or("no broker account")?;
+    nix::unistd::chown(removals.path(), Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
+    let config = format!("{CONFIG}key-removal-directory = {}\n", removals.path().display());
+    const AUTO: &str = "[auto]
+name = Farm auto-login
+command = XFCE
+host = %HOSTS%
+broker-session-autologin = true
+";
+    spread_sessions(farm)?;
+    let first = FarmBroker::start_with(kind, farm, &config, AUTO, None, false)?;
+    let body = first.select("xbt-alice", "auto")?;
+    expect_server(&body, farm, 2)?;
+    let before = farm.authorized_keys(2, "xbt-alice");
+    let line = before
+        .lines()
+        .find(|l| l.ends_with(" xbt-alice@127.0.0.1"))
+        .ok_or_else(|| format!("no auto-login key on server 2:\n{before}"))?
+        .to_owned();
+    drop(first); // killed well before the key's 20 s are up
+    let second = FarmBroker::start_with(kind, farm, &config, AUTO, None, false)?;
+    // The original would remove it 20 s after the answer if it could.
+    let deadline = match kind {
+        BrokerKind::Ours => KEY_REMOVAL_DEADLINE,
+        BrokerKind::Original => Duration::from_secs(35),
+    };
+    let removed = poll("removal by the restarted broker", deadline, || {
+        (!farm.authorized_keys(2, "xbt-alice").contains(&line)).then_some(())
+    });
+    match (kind, removed) {
+        (BrokerKind::Ours, Err(e)) => Err(format!("{e}\n{}", second.running.log_tail())),
+        (BrokerKind::Original, Ok(())) => {
+            Err("the original removed the key after a restart: the scenario proves nothing".into())
+        }
+        _ => Ok(()),
+    }
 }
