@@ -51,6 +51,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "autologin_key_removed_after_a_broker_restart",
         autologin_key_restart,
     ),
+    ("profile_without_name_lists_its_session", nameless_profile),
+    ("autologin_key_also_on_the_ssh_proxy_host", autologin_proxy),
 ];
 
 fn main() -> ExitCode {
@@ -754,4 +756,64 @@ broker-session-autologin = true
         }
         _ => Ok(()),
     }
+}
+
+/// A profile without `name` while the user has a session on it: the
+/// original fails the whole listing (HTTP 500: it logs `profile['name']`);
+/// ours lists the profile with the session's status and host.
+fn nameless_profile(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    const NAMELESS: &str = "[noname]
+command = XFCE
+host = %HOSTS%
+";
+    farm.add_session(2, "xbt-alice", Status::Suspended)?;
+    let b = FarmBroker::start(kind, farm, NAMELESS, None)?;
+    let (status, body) = b.post(&[("user", "xbt-alice"), ("task", "listsessions")])?;
+    match kind {
+        BrokerKind::Original if status != 500 => Err(format!(
+            "the original answered {status} (expected its 500):\n{body}"
+        )),
+        BrokerKind::Ours
+            if status != 200
+                || !body.contains("[noname]\n")
+                || !body.contains("\nstatus=S\n")
+                || !body.contains(&format!("\nhost={}\n", farm.server(2).name)) =>
+        {
+            Err(format!(
+                "want the profile with status S on server 2, got {status}:\n{body}"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A profile with an SSH proxy host: the auto-login key goes to the proxy
+/// (its `sshproxyport`) as well as to the chosen server.
+fn autologin_proxy(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    let proxy = farm.server(3);
+    let profiles = format!(
+        "[auto]
+name = Farm auto-login via proxy
+command = XFCE
+host = %HOSTS%
+broker-session-autologin = true
+sshproxyhost = {}
+sshproxyport = {}
+",
+        proxy.name, proxy.port
+    );
+    spread_sessions(farm)?;
+    let b = FarmBroker::start(kind, farm, &profiles, None)?;
+    let body = b.select("xbt-alice", "auto")?;
+    expect_server(&body, farm, 2)?;
+    for index in [2, 3] {
+        let keys = farm.authorized_keys(index, "xbt-alice");
+        if !keys.lines().any(|l| l.ends_with(" xbt-alice@127.0.0.1")) {
+            return Err(format!(
+                "no auto-login key on server {index}:\n{keys}\n{}",
+                b.running.log_tail()
+            ));
+        }
+    }
+    Ok(())
 }

@@ -123,40 +123,19 @@ impl Agent {
     /// Session counts per server as the agent reports them (`count:server`).
     pub async fn find_busy_servers(&self, user: &str) -> Result<Vec<(String, i64)>, AgentError> {
         let answer = self.call(user, "findbusyservers", &[]).await?;
-        Ok(answer
-            .lines
-            .iter()
-            .filter_map(|l| {
-                let (usage, server) = l.split_once(':')?;
-                Some((server.to_owned(), usage.trim().parse().ok()?))
-            })
-            .collect())
+        Ok(named_numbers(&answer.lines, ':', true))
     }
 
     /// Session counts per server from `getservers` (`server count`).
     pub async fn get_servers(&self, user: &str) -> Result<Vec<(String, i64)>, AgentError> {
         let answer = self.call(user, "getservers", &[]).await?;
-        Ok(answer
-            .lines
-            .iter()
-            .filter_map(|l| {
-                let (server, count) = l.split_once(' ')?;
-                Some((server.to_owned(), count.trim().parse().ok()?))
-            })
-            .collect())
+        Ok(named_numbers(&answer.lines, ' ', false))
     }
 
     /// `checkload`: `key:value` pairs with numeric values.
     pub async fn check_load(&self) -> Result<Vec<(String, f64)>, AgentError> {
         let answer = self.call("foo", "checkload", &[]).await?;
-        Ok(answer
-            .lines
-            .iter()
-            .filter_map(|l| {
-                let (key, value) = l.split_once(':')?;
-                Some((key.to_owned(), value.trim().parse().ok()?))
-            })
-            .collect())
+        Ok(named_numbers(&answer.lines, ':', false))
     }
 
     pub async fn available_tasks(&self, user: &str) -> Result<Vec<String>, AgentError> {
@@ -201,6 +180,19 @@ impl Agent {
             Agent::Remote(r) => format!("agent on {} ({}:{})", r.hostname, r.hostaddr, r.port),
         }
     }
+}
+
+/// `name<sep>number` lines (`number<sep>name` when `number_first`) as
+/// (name, number); other lines are skipped (the original crashes on them).
+fn named_numbers<T: std::str::FromStr>(lines: &[String], sep: char, number_first: bool) -> Vec<(String, T)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (a, b) = l.split_once(sep)?;
+            let (name, number) = if number_first { (b, a) } else { (a, b) };
+            Some((name.to_owned(), number.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// Servers with running and with suspended sessions of the user.
