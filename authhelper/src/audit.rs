@@ -1,63 +1,21 @@
-//! Logging (syslog facility authpriv, or stderr in the foreground) and the
-//! audit trail: one line per decision with user, client address, peer
-//! credentials and outcome. Nothing here ever sees a password.
+//! Logging (syslog facility authpriv, or stderr in the foreground; the
+//! logger is `x2gobroker_sys::logging`) and the audit trail: one line per
+//! decision with user, client address, peer credentials and outcome.
+//! Nothing here ever sees a password.
 
 use std::path::Path;
+use x2gobroker_sys::logging::{LogOptions, AUDIT_TARGET};
 use x2gobroker_sys::peer::PeerCredentials;
 
-/// Target of audit lines, so a log reader can pick them out.
-pub const AUDIT_TARGET: &str = "audit";
-
+/// Syslog unless in the foreground; audit lines are never dropped.
 pub fn init(foreground: bool, debug: bool, syslog_socket: &Path) {
-    let level = if debug {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Info
-    };
-    if !(foreground || debug) {
-        let formatter = syslog::Formatter3164 {
-            facility: syslog::Facility::LOG_AUTHPRIV,
-            hostname: None,
-            process: "x2gobroker-authhelper".into(),
-            pid: std::process::id(),
-        };
-        match syslog::unix_custom(formatter, syslog_socket) {
-            Ok(logger) => {
-                if log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok() {
-                    log::set_max_level(level);
-                }
-                return;
-            }
-            Err(e) => eprintln!(
-                "x2gobroker-authhelper: cannot reach syslog at {} ({e}); logging to stderr",
-                syslog_socket.display()
-            ),
-        }
-    }
-    if log::set_boxed_logger(Box::new(StderrLogger)).is_ok() {
-        log::set_max_level(level);
-    }
-}
-
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!(
-                "x2gobroker-authhelper[{}]: {}: {}",
-                std::process::id(),
-                record.level(),
-                record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
+    x2gobroker_sys::logging::init(&LogOptions {
+        program: "x2gobroker-authhelper",
+        facility: syslog::Facility::LOG_AUTHPRIV,
+        debug,
+        syslog_socket: Some(syslog_socket).filter(|_| !(foreground || debug)),
+        audit_waits: true,
+    });
 }
 
 /// What was asked, for the audit line.

@@ -5,11 +5,13 @@
 //! * [`socket`]: binding a Unix socket over a stale one;
 //! * [`admin`]: who is an administrator (root or the admin group);
 //! * [`peer`]: a socket peer's kernel-reported identity (SO_PEERCRED);
-//! * [`privileges`]: dropping from root to an account for good.
+//! * [`privileges`]: dropping from root to an account for good;
+//! * [`logging`]: syslog or stderr, and the audit lines' target.
 #![deny(unsafe_code)]
 
 pub mod admin;
 pub mod listen_fds;
+pub mod logging;
 pub mod peer;
 pub mod privileges;
 pub mod socket;
