@@ -36,6 +36,7 @@ struct State {
     policy: Policy,
     throttle: Throttle,
     stats: Stats,
+    started: Instant,
     pam_slots: Arc<Semaphore>,
     pam_services: Vec<String>,
     read_timeout: Duration,
@@ -71,22 +72,12 @@ pub fn run(options: Options) -> Result<(), StartupError> {
         policy,
         throttle: Throttle::new(options.throttle_threshold, options.throttle_half_life),
         stats: Stats::default(),
+        started: Instant::now(),
         pam_slots: Arc::new(Semaphore::new(options.pam_threads as usize)),
         pam_services: options.pam_allow_list(),
         read_timeout: options.read_timeout,
         pam_timeout: options.pam_timeout,
-        ssh_tasks: SshTasks::new(
-            options
-                .ssh_worker_program
-                .clone()
-                .unwrap_or_else(crate::worker_launch::default_program),
-            &options.daemon_user,
-            options.ssh_task_timeout,
-            ssh_task::TaskLimits {
-                total: options.ssh_tasks as usize,
-                per_caller: options.ssh_tasks_per_user as usize,
-            },
-        ),
+        ssh_tasks: SshTasks::new(&options),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -173,34 +164,25 @@ async fn handle_connection(mut stream: UnixStream, state: &State) {
             return;
         }
     };
-    match read_request(&mut stream, state).await {
-        Ok(Request::Hello { version }) if version == PROTOCOL_VERSION => {
-            let hello = Response::Hello {
-                version: PROTOCOL_VERSION,
-                server_version: env!("CARGO_PKG_VERSION").to_string(),
-            };
-            if send(&mut stream, state, &hello).await.is_err() {
-                return;
-            }
-        }
+    let hello = match read_request(&mut stream, state).await {
+        Ok(Request::Hello { version }) if version == PROTOCOL_VERSION => Ok(Response::Hello {
+            version: PROTOCOL_VERSION,
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+        }),
         Ok(Request::Hello { version }) => {
             log::info!("{peer}: protocol version {version} refused");
             let kind = ErrorKind::VersionMismatch {
                 supported: PROTOCOL_VERSION,
             };
-            let _ = send(&mut stream, state, &error(kind, "unsupported protocol version")).await;
-            return;
+            Err(error(kind, "unsupported protocol version"))
         }
-        Ok(_) => {
-            let _ = send(
-                &mut stream,
-                state,
-                &error(ErrorKind::BadRequest, "expected Hello first"),
-            )
-            .await;
-            return;
-        }
+        Ok(_) => Err(error(ErrorKind::BadRequest, "expected Hello first")),
         Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
+    };
+    // After a refused Hello the connection ends.
+    let (Ok(response) | Err(response)) = &hello;
+    if send(&mut stream, state, response).await.is_err() || hello.is_err() {
+        return;
     }
     loop {
         let request = match read_request(&mut stream, state).await {
@@ -252,19 +234,33 @@ const REQUESTS: [(&str, Who, &str, Handler); 3] = [
         "Authenticate",
         Who::DaemonOrRoot,
         "only root and the daemon user may request authentication",
-        |_, request, peer, state| Box::pin(authenticate(request, peer, state)),
+        |_, request, peer, state| Box::pin(async move { Some(authenticate(request, peer, state).await) }),
     ),
     (
         "Status",
         Who::Admin,
         "status is for root and the admin group only",
-        |_, _, peer, state| Box::pin(status(peer, state)),
+        |_, _, peer, state| {
+            Box::pin(async move {
+                audit::decision(peer, &Action::Status, "granted");
+                Some(Response::Status(state.stats.report(state.started)))
+            })
+        },
     ),
     (
         "RunSshTask",
         Who::AnyConnected,
         "",
-        |stream, request, peer, state| Box::pin(ssh_task(stream, request, peer, state)),
+        // Answered with a stream of frames; one task per connection.
+        |stream, request, peer, state| {
+            Box::pin(async move {
+                let Request::RunSshTask(task) = request else {
+                    return Some(error(ErrorKind::Internal, "not an SSH-mode task"));
+                };
+                ssh_task::serve(stream, task, peer, &state.ssh_tasks, &state.stats).await;
+                None
+            })
+        },
     ),
 ];
 
@@ -292,30 +288,6 @@ fn audit_action<'a>(request: &'a Request, state: &'a State) -> Action<'a> {
         },
         Request::Hello { .. } | Request::Status => Action::Status,
     }
-}
-
-async fn status(peer: &PeerCredentials, state: &State) -> Option<Response> {
-    audit::decision(peer, &Action::Status, "granted");
-    Some(Response::Status(state.stats.report()))
-}
-
-/// Answered with a stream of frames; one task per connection.
-async fn ssh_task(
-    stream: &mut UnixStream,
-    request: Request,
-    peer: &PeerCredentials,
-    state: &State,
-) -> Option<Response> {
-    let Request::RunSshTask(task) = request else {
-        return Some(error(ErrorKind::Internal, "not an SSH-mode task"));
-    };
-    let ctx = ssh_task::Context {
-        tasks: &state.ssh_tasks,
-        stats: &state.stats,
-        write_timeout: state.read_timeout,
-    };
-    ssh_task::serve(stream, task, peer, &ctx).await;
-    None
 }
 
 async fn read_request(stream: &mut UnixStream, state: &State) -> Result<Request, FrameError> {
@@ -367,22 +339,18 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control)
 }
 
-async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -> Option<Response> {
-    let Request::Authenticate(request) = request else {
-        return Some(error(ErrorKind::Internal, "not an authentication"));
-    };
-    Some(authenticate_as_allowed(request, peer, state).await)
-}
-
 /// PAM for a caller the table admitted: allow-listed service, valid names,
 /// throttling, a bounded number of transactions, each with a deadline.
-async fn authenticate_as_allowed(request: AuthRequest, peer: &PeerCredentials, state: &State) -> Response {
-    let AuthRequest {
+async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -> Response {
+    let Request::Authenticate(AuthRequest {
         user,
         password,
         service,
         client_address,
-    } = request;
+    }) = request
+    else {
+        return error(ErrorKind::Internal, "not an authentication");
+    };
     let service = service.unwrap_or_else(|| state.pam_services[0].clone());
     let action = Action::Authenticate {
         user: &user,

@@ -5,6 +5,7 @@
 //! and the number running at once is bounded.
 
 use crate::audit::{self, Action};
+use crate::cli::Options;
 use crate::server::send_within;
 use crate::ssh_policy::{self, Caller};
 use crate::stats::Stats;
@@ -44,40 +45,37 @@ pub struct SshTasks {
     pub program: PathBuf,
     pub daemon_user: String,
     pub deadline: Duration,
+    /// How long a write to the caller may take.
+    pub write_timeout: Duration,
     pub slots: Arc<TaskSlots>,
     pub env: Vec<(String, String)>,
 }
 
 impl SshTasks {
-    pub fn new(program: PathBuf, daemon_user: &str, deadline: Duration, limits: TaskLimits) -> SshTasks {
+    pub fn new(options: &Options) -> SshTasks {
         let mut env: Vec<(String, String)> = PASSED_ON
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
         // The worker must agree with us on who the daemon user is.
         env.retain(|(k, _)| k != paths::DAEMON_USER_ENV);
-        env.push((paths::DAEMON_USER_ENV.into(), daemon_user.to_string()));
+        env.push((paths::DAEMON_USER_ENV.into(), options.daemon_user.clone()));
         SshTasks {
-            program,
-            daemon_user: daemon_user.to_string(),
-            deadline,
-            slots: Arc::new(TaskSlots::new(limits)),
+            program: (options.ssh_worker_program.clone()).unwrap_or_else(worker_launch::default_program),
+            daemon_user: options.daemon_user.clone(),
+            deadline: options.ssh_task_timeout,
+            write_timeout: options.read_timeout,
+            slots: Arc::new(TaskSlots::new(options.ssh_tasks, options.ssh_tasks_per_user)),
             env,
         }
     }
 }
 
-/// Bounds on SSH-mode tasks running at once.
-#[derive(Debug, Clone, Copy)]
-pub struct TaskLimits {
-    pub total: usize,
-    pub per_caller: usize,
-}
-
-/// Tasks running now, in total and per caller uid.
+/// Tasks running now, per caller uid, bounded in total and per caller.
 pub struct TaskSlots {
-    limits: TaskLimits,
-    running: Mutex<(usize, HashMap<u32, usize>)>,
+    total: usize,
+    per_caller: usize,
+    running: Mutex<HashMap<u32, usize>>,
 }
 
 /// One running task; gives its slot back when dropped.
@@ -87,24 +85,25 @@ pub struct TaskSlot {
 }
 
 impl TaskSlots {
-    pub fn new(limits: TaskLimits) -> TaskSlots {
+    pub fn new(total: u32, per_caller: u32) -> TaskSlots {
+        let (total, per_caller) = (total as usize, per_caller as usize);
         TaskSlots {
-            limits,
-            running: Mutex::new((0, HashMap::new())),
+            total,
+            per_caller,
+            running: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn take(slots: &Arc<TaskSlots>, uid: u32, exempt: bool) -> Result<TaskSlot, &'static str> {
         let mut running = slots.running.lock().unwrap_or_else(|p| p.into_inner());
-        if running.0 >= slots.limits.total {
+        if running.values().sum::<usize>() >= slots.total {
             return Err("too many SSH-mode tasks running; try again shortly");
         }
-        let mine = running.1.entry(uid).or_insert(0);
-        if !exempt && *mine >= slots.limits.per_caller {
+        let mine = running.entry(uid).or_insert(0);
+        if !exempt && *mine >= slots.per_caller {
             return Err("too many SSH-mode tasks of yours running; try again shortly");
         }
         *mine += 1;
-        running.0 += 1;
         Ok(TaskSlot {
             slots: slots.clone(),
             uid,
@@ -115,21 +114,13 @@ impl TaskSlots {
 impl Drop for TaskSlot {
     fn drop(&mut self) {
         let mut running = self.slots.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.0 = running.0.saturating_sub(1);
-        if let Some(n) = running.1.get_mut(&self.uid) {
+        if let Some(n) = running.get_mut(&self.uid) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                running.1.remove(&self.uid);
+                running.remove(&self.uid);
             }
         }
     }
-}
-
-/// What the connection handler needs to answer.
-pub struct Context<'a> {
-    pub tasks: &'a SshTasks,
-    pub stats: &'a Stats,
-    pub write_timeout: Duration,
 }
 
 /// Serves one task on `stream`; the connection ends afterwards.
@@ -137,17 +128,18 @@ pub async fn serve(
     stream: &mut UnixStream,
     request: SshTaskRequest,
     peer: &PeerCredentials,
-    ctx: &Context<'_>,
+    tasks: &SshTasks,
+    stats: &Stats,
 ) {
     let mut audit_caller = format!("uid {}", peer.uid);
-    let (job, account) = match prepare(request, peer, ctx, &mut audit_caller) {
+    let (job, account) = match prepare(request, peer, tasks, &mut audit_caller) {
         Ok(ready) => ready,
         Err(r) => {
             let denied = r.kind == ErrorKind::DeniedByPolicy;
             Stats::bump(if denied {
-                &ctx.stats.policy_denials
+                &stats.policy_denials
             } else {
-                &ctx.stats.failures
+                &stats.failures
             });
             let action = Action::SshTask {
                 caller: &audit_caller,
@@ -155,7 +147,7 @@ pub async fn serve(
                 task: None,
             };
             audit::decision(peer, &action, &format!("refused ({})", r.message));
-            let _ = send_within(ctx.write_timeout, stream, &Response::Error(r)).await;
+            let _ = send_within(tasks.write_timeout, stream, &Response::Error(r)).await;
             return;
         }
     };
@@ -164,11 +156,11 @@ pub async fn serve(
         broker_user: Some(&job.broker_user),
         task: Some(&job.task.task),
     };
-    let outcome = run(stream, &job, &account, ctx).await;
+    let outcome = run(stream, &job, &account, tasks).await;
     Stats::bump(if matches!(outcome, Ok(0)) {
-        &ctx.stats.successes
+        &stats.successes
     } else {
-        &ctx.stats.failures
+        &stats.failures
     });
     let text = match outcome.map(|code| (code, WorkerStop::from_exit_code(code))) {
         Ok((code, None)) => format!("ran (exit status {code})"),
@@ -176,18 +168,24 @@ pub async fn serve(
         Ok((_, Some(stop))) => format!("failed ({})", stop.reply().message),
         Err(r) => {
             let text = format!("failed ({})", r.message);
-            let _ = send_within(ctx.write_timeout, stream, &Response::Error(r)).await;
+            let _ = send_within(tasks.write_timeout, stream, &Response::Error(r)).await;
             text
         }
     };
     audit::decision(peer, &action, &text);
 }
 
+/// Logs `detail` for the administrator; the caller gets `kind` and `public`.
+fn logged(kind: ErrorKind, public: &str, detail: impl std::fmt::Display) -> ErrorReply {
+    log::error!("SSH mode: {detail}");
+    ErrorReply::new(kind, public)
+}
+
 /// Everything that is decided before a worker starts.
 fn prepare(
     request: SshTaskRequest,
     peer: &PeerCredentials,
-    ctx: &Context<'_>,
+    tasks: &SshTasks,
     audit_caller: &mut String,
 ) -> Result<(WorkerJob, WorkerAccount), ErrorReply> {
     let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
@@ -202,28 +200,22 @@ fn prepare(
         })?;
     *audit_caller = format!("{name:?}");
     let caller = Caller { uid: peer.uid, name };
-    let account = WorkerAccount::resolve(&ctx.tasks.daemon_user).map_err(|e| {
-        log::error!("SSH mode: daemon user: {e}");
-        ErrorReply::new(
-            ErrorKind::Unavailable,
-            "SSH mode is unavailable (daemon user); see the helper's log",
-        )
+    let account = WorkerAccount::resolve(&tasks.daemon_user).map_err(|e| {
+        let public = "SSH mode is unavailable (daemon user); see the helper's log";
+        logged(ErrorKind::Unavailable, public, format!("daemon user: {e}"))
     })?;
     let broker_user = ssh_policy::broker_user(&caller, account.uid.as_raw(), &request.task)
         .map_err(|r| ErrorReply::new(ErrorKind::DeniedByPolicy, r.0))?;
-    worker_launch::check_program(&ctx.tasks.program).map_err(|e| {
-        log::error!("SSH mode: {e}");
-        ErrorReply::new(
-            ErrorKind::Unavailable,
-            "SSH mode is unavailable (worker program); see the helper's log",
-        )
+    worker_launch::check_program(&tasks.program).map_err(|e| {
+        let public = "SSH mode is unavailable (worker program); see the helper's log";
+        logged(ErrorKind::Unavailable, public, e)
     })?;
     let job = WorkerJob {
         broker_user,
         caller_uid: peer.uid,
         task: request.task,
         ssh_client: request.ssh_client,
-        time_limit_ms: ctx.tasks.deadline.as_millis().try_into().unwrap_or(u64::MAX),
+        time_limit_ms: tasks.deadline.as_millis().try_into().unwrap_or(u64::MAX),
     };
     Ok((job, account))
 }
@@ -237,34 +229,35 @@ async fn run(
     stream: &UnixStream,
     job: &WorkerJob,
     account: &WorkerAccount,
-    ctx: &Context<'_>,
+    tasks: &SshTasks,
 ) -> Result<i32, ErrorReply> {
     // Refused rather than queued: a queue would hold connections that the
     // daemon's PAM requests need. Root and the magic user (a central
     // service asking for many users) have no per-caller limit.
     let exempt = job.caller_uid == 0 || job.caller_uid == account.uid.as_raw();
-    let _slot = TaskSlots::take(&ctx.tasks.slots, job.caller_uid, exempt)
+    let _slot = TaskSlots::take(&tasks.slots, job.caller_uid, exempt)
         .map_err(|why| ErrorReply::new(ErrorKind::Unavailable, why))?;
     let frame = x2gobroker_protocol::encode(job)
         .map_err(|e| ErrorReply::new(ErrorKind::BadRequest, e.to_string()))?;
     let started = stream
         .as_fd()
         .try_clone_to_owned()
-        .and_then(|caller| worker_launch::spawn(&ctx.tasks.program, account, &ctx.tasks.env, caller));
+        .and_then(|caller| worker_launch::spawn(&tasks.program, account, &tasks.env, caller));
     let mut worker = started.map_err(|e| {
-        log::error!("SSH mode: cannot start {}: {e}", ctx.tasks.program.display());
-        ErrorReply::new(
+        let detail = format!("cannot start {}: {e}", tasks.program.display());
+        logged(
             ErrorKind::Unavailable,
             "cannot start the SSH-mode worker; see the helper's log",
+            detail,
         )
     })?;
     // The frame fits the socket buffer, so this does not wait for the worker.
     worker.job_socket.write_all(&frame).map_err(|e| {
-        log::error!("SSH mode: cannot hand the job to the worker: {e}");
-        ErrorReply::new(ErrorKind::Internal, "cannot hand the job to the worker")
+        let what = "cannot hand the job to the worker";
+        logged(ErrorKind::Internal, what, format!("{what}: {e}"))
     })?;
     let _ = worker.job_socket.shutdown(std::net::Shutdown::Write);
-    let status = match timeout(ctx.tasks.deadline + BACKSTOP_GRACE, worker.child.wait()).await {
+    let status = match timeout(tasks.deadline + BACKSTOP_GRACE, worker.child.wait()).await {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
             return Err(ErrorReply::new(
@@ -295,10 +288,7 @@ mod tests {
 
     #[test]
     fn task_slots_bound_totals_and_callers_but_not_exempt_callers() {
-        let slots = Arc::new(TaskSlots::new(TaskLimits {
-            total: 3,
-            per_caller: 2,
-        }));
+        let slots = Arc::new(TaskSlots::new(3, 2));
         let a1 = TaskSlots::take(&slots, 1001, false).unwrap();
         let _a2 = TaskSlots::take(&slots, 1001, false).unwrap();
         assert!(TaskSlots::take(&slots, 1001, false).is_err(), "per caller");

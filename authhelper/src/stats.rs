@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 use x2gobroker_protocol::{Counters, StatusReport};
 
+#[derive(Default)]
 pub struct Stats {
-    started: Instant,
     pub requests: AtomicU64,
     pub successes: AtomicU64,
     pub failures: AtomicU64,
@@ -14,29 +14,15 @@ pub struct Stats {
     pub in_flight: AtomicU64,
 }
 
-impl Default for Stats {
-    fn default() -> Self {
-        Stats {
-            started: Instant::now(),
-            requests: AtomicU64::new(0),
-            successes: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            throttled: AtomicU64::new(0),
-            policy_denials: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-        }
-    }
-}
-
 impl Stats {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub fn report(&self) -> StatusReport {
+    pub fn report(&self, started: Instant) -> StatusReport {
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            uptime_secs: self.started.elapsed().as_secs(),
+            uptime_secs: started.elapsed().as_secs(),
             counters: Counters {
                 requests: self.requests.load(Relaxed),
                 successes: self.successes.load(Relaxed),
