@@ -4,7 +4,8 @@
 //! PAM on behalf of the unprivileged daemon, runs SSH-mode broker tasks in
 //! children dropped to the daemon user, and answers admin status queries
 //! (from `x2gobroker-ctl status`), over one Unix stream socket whose peers it identifies with SO_PEERCRED.
-//! One module per concern; `server` wires them together.
+//! One module per concern; `server` wires them together. A start-up
+//! failure is one clear line (a `String`), exit status 1.
 #![deny(unsafe_code)]
 
 pub mod audit;
@@ -19,21 +20,3 @@ pub mod ssh_task;
 pub mod stats;
 pub mod throttle;
 pub mod worker_launch;
-
-/// A start-up failure: printed as one clear line, exit status 1.
-#[derive(Debug)]
-pub struct StartupError(pub String);
-
-impl std::fmt::Display for StartupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartupError {}
-
-impl StartupError {
-    pub fn new(msg: impl Into<String>) -> Self {
-        StartupError(msg.into())
-    }
-}

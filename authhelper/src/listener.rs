@@ -2,7 +2,6 @@
 //! `x2gobroker_sys::listen_fds::take` before any thread starts) or bound
 //! here with the requested owner, group and mode.
 
-use crate::StartupError;
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{chown, Group, User};
 use std::fs;
@@ -35,18 +34,18 @@ pub struct BindOptions<'a> {
 
 /// The socket systemd passed (exactly one Unix stream listening socket),
 /// else one bound here.
-pub fn open(passed: Option<Vec<Passed>>, bind: &BindOptions<'_>) -> Result<Listener, StartupError> {
+pub fn open(passed: Option<Vec<Passed>>, bind: &BindOptions<'_>) -> Result<Listener, String> {
     let Some(mut passed) = passed else {
         return bind_socket(bind);
     };
-    let bad = |what: &str| StartupError::new(format!("the socket passed by systemd {what}"));
+    let bad = |what: &str| format!("the socket passed by systemd {what}");
     if passed.len() != 1 {
         let names: Vec<_> = passed.iter().filter_map(|p| p.name.clone()).collect();
-        return Err(StartupError::new(format!(
+        return Err(format!(
             "systemd passed {} sockets ({}); exactly one is supported",
             passed.len(),
             names.join(":")
-        )));
+        ));
     }
     let fd = passed.remove(0).fd;
     listen_fds::check_stream_listener(&fd).map_err(|e| bad(&e))?;
@@ -60,9 +59,9 @@ pub fn open(passed: Option<Vec<Passed>>, bind: &BindOptions<'_>) -> Result<Liste
     })
 }
 
-fn bind_socket(bind: &BindOptions<'_>) -> Result<Listener, StartupError> {
+fn bind_socket(bind: &BindOptions<'_>) -> Result<Listener, String> {
     let path = bind.path;
-    let err = |what: String| StartupError::new(format!("socket {}: {what}", path.display()));
+    let err = |what: String| format!("socket {}: {what}", path.display());
     let owner = User::from_name(bind.owner)
         .ok()
         .flatten()

@@ -1,6 +1,5 @@
 //! Who may ask what, decided from kernel-verified credentials only.
 
-use crate::StartupError;
 use nix::unistd::User;
 use x2gobroker_sys::peer::PeerCredentials;
 
@@ -12,13 +11,13 @@ pub struct Policy {
 
 impl Policy {
     /// Resolves the names once so that a typo is a start-up error.
-    pub fn new(daemon_user: &str, admin_group: &str) -> Result<Self, StartupError> {
+    pub fn new(daemon_user: &str, admin_group: &str) -> Result<Self, String> {
         let daemon = User::from_name(daemon_user)
             .ok()
             .flatten()
-            .ok_or_else(|| StartupError::new(format!("unknown daemon user {daemon_user:?}")))?;
+            .ok_or_else(|| format!("unknown daemon user {daemon_user:?}"))?;
         let admin_gid = x2gobroker_sys::admin::group_id(admin_group)
-            .ok_or_else(|| StartupError::new(format!("unknown admin group {admin_group:?}")))?;
+            .ok_or_else(|| format!("unknown admin group {admin_group:?}"))?;
         Ok(Policy {
             daemon_uid: daemon.uid.as_raw(),
             admin_gid,

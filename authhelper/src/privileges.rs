@@ -4,7 +4,6 @@
 //! (PAM modules such as pam_unix read root-owned 0640 files like /etc/shadow
 //! through plain owner permissions, which needs no capability).
 
-use crate::StartupError;
 use caps::{CapSet, Capability, CapsHashSet};
 
 /// Each kept capability and why it is needed.
@@ -37,11 +36,9 @@ pub fn kept() -> CapsHashSet {
 
 /// Reduces this process to [`KEPT`]. Call after the socket is bound and
 /// chowned (that needed CAP_CHOWN/CAP_FOWNER) and before serving anyone.
-pub fn drop_to_kept() -> Result<(), StartupError> {
+pub fn drop_to_kept() -> Result<(), String> {
     let kept = kept();
-    let err = |what: &str, e: caps::errors::CapsError| {
-        StartupError::new(format!("dropping capabilities ({what}): {e}"))
-    };
+    let err = |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
     // The bounding set first: shrinking it needs CAP_SETPCAP, which goes below.
     for cap in caps::all() {
         if kept.contains(&cap) {
@@ -58,9 +55,9 @@ pub fn drop_to_kept() -> Result<(), StartupError> {
     caps::set(None, CapSet::Permitted, &kept).map_err(|e| err("permitted set", e))?;
     let permitted = caps::read(None, CapSet::Permitted).map_err(|e| err("reading back", e))?;
     if permitted != kept {
-        return Err(StartupError::new(format!(
+        return Err(format!(
             "capabilities not as expected after dropping: {permitted:?}"
-        )));
+        ));
     }
     Ok(())
 }

@@ -15,7 +15,6 @@ use crate::privileges;
 use crate::ssh_task::{self, SshTasks};
 use crate::stats::Stats;
 use crate::throttle::{Key, Throttle};
-use crate::StartupError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,13 +43,13 @@ struct State {
     ssh_tasks: SshTasks,
 }
 
-pub fn run(options: Options) -> Result<(), StartupError> {
+pub fn run(options: Options) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(StartupError::new(
-            "must be started as root (it runs PAM and drops SSH-mode workers to the daemon user)",
-        ));
+        return Err(
+            "must be started as root (it runs PAM and drops SSH-mode workers to the daemon user)".into(),
+        );
     }
-    let passed = x2gobroker_sys::listen_fds::take().map_err(StartupError::new)?;
+    let passed = x2gobroker_sys::listen_fds::take()?;
     audit::init(options.foreground, options.debug, &options.syslog_socket);
     let policy = Policy::new(&options.daemon_user, &options.admin_group)?;
     let listener = listener::open(
@@ -66,7 +65,7 @@ pub fn run(options: Options) -> Result<(), StartupError> {
     listener
         .socket
         .set_nonblocking(true)
-        .map_err(|e| StartupError::new(format!("socket: {e}")))?;
+        .map_err(|e| format!("socket: {e}"))?;
 
     let state = Arc::new(State {
         policy,
@@ -83,16 +82,13 @@ pub fn run(options: Options) -> Result<(), StartupError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| StartupError::new(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let max_connections = options.max_connections as usize;
     let result = runtime.block_on(async {
         let socket = tokio::net::UnixListener::from_std(
-            listener
-                .socket
-                .try_clone()
-                .map_err(|e| StartupError::new(format!("socket: {e}")))?,
+            listener.socket.try_clone().map_err(|e| format!("socket: {e}"))?,
         )
-        .map_err(|e| StartupError::new(format!("socket: {e}")))?;
+        .map_err(|e| format!("socket: {e}"))?;
         log::info!(
             "serving on {} (PAM services {:?}, protocol {PROTOCOL_VERSION}, SSH-mode worker {})",
             listener.description,
@@ -114,12 +110,10 @@ async fn serve(
     socket: tokio::net::UnixListener,
     state: Arc<State>,
     max_connections: usize,
-) -> Result<(), StartupError> {
+) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| StartupError::new(format!("signal handler: {e}")))?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(|e| StartupError::new(format!("signal handler: {e}")))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
     let connection_slots = Arc::new(Semaphore::new(max_connections));
     loop {
         tokio::select! {
