@@ -34,13 +34,11 @@ pub struct Options {
     #[arg(long, default_value = "0660", value_parser = parse_mode)]
     pub socket_mode: u32,
 
-    /// The unprivileged broker daemon's user; it (and root) may ask for
-    /// authentication.
+    /// The broker daemon's user; it (and root) may ask for authentication.
     #[arg(long, env = DAEMON_USER_ENV, default_value = "x2gobroker")]
     pub daemon_user: String,
 
-    /// Members of this group (and root) may query the status
-    /// (`x2gobroker-ctl status`).
+    /// Members of this group (and root) may query `x2gobroker-ctl status`.
     #[arg(long, default_value = "adm")]
     pub admin_group: String,
 
@@ -64,13 +62,11 @@ pub struct Options {
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     pub read_timeout: Duration,
 
-    /// Seconds one PAM transaction may take before the request is answered
-    /// "unavailable".
+    /// Seconds one PAM transaction may take (then: "unavailable").
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     pub pam_timeout: Duration,
 
-    /// Recent failures (per user, per client address) after which requests
-    /// are answered "throttled" without asking PAM.
+    /// Recent failures (per user, per client address) that throttle PAM.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub throttle_threshold: u32,
 
@@ -90,9 +86,8 @@ pub struct Options {
     #[arg(short, long, env = "X2GOBROKER_DEBUG", value_parser = parse_bool_flag, num_args = 0, default_missing_value = "1", default_value = "0")]
     pub debug: bool,
 
-    /// The program started (as the daemon user, with --ssh-worker) for
-    /// SSH-mode tasks; default: x2gobroker-ssh next to this program, in
-    /// ../bin, or /usr/bin.
+    /// Run as the daemon user with --ssh-worker for SSH-mode tasks; default:
+    /// x2gobroker-ssh next to this program, in ../bin, or /usr/bin.
     #[arg(long, value_name = "PATH")]
     pub ssh_worker_program: Option<PathBuf>,
 
@@ -104,8 +99,7 @@ pub struct Options {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub ssh_tasks: u32,
 
-    /// Most SSH-mode tasks one caller (uid) may run at once; root and the
-    /// daemon user are not limited.
+    /// Most SSH-mode tasks one caller (not root, the daemon user) may run.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub ssh_tasks_per_user: u32,
 }
