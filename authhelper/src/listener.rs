@@ -2,6 +2,7 @@
 //! `x2gobroker_sys::listen_fds::take` before any thread starts) or bound
 //! here with the requested owner, group and mode.
 
+use crate::cli::Options;
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{chown, Group, User};
 use std::fs;
@@ -25,16 +26,10 @@ impl Drop for Listener {
     }
 }
 
-pub struct BindOptions<'a> {
-    pub path: &'a Path,
-    pub owner: &'a str,
-    pub group: &'a str,
-    pub mode: u32,
-}
-
 /// The socket systemd passed (exactly one Unix stream listening socket),
-/// else one bound here.
-pub fn open(passed: Option<Vec<Passed>>, bind: &BindOptions<'_>) -> Result<Listener, String> {
+/// else one bound here with `--socket-owner`, `--socket-group` and
+/// `--socket-mode`.
+pub fn open(passed: Option<Vec<Passed>>, bind: &Options) -> Result<Listener, String> {
     let Some(mut passed) = passed else {
         return bind_socket(bind);
     };
@@ -59,17 +54,17 @@ pub fn open(passed: Option<Vec<Passed>>, bind: &BindOptions<'_>) -> Result<Liste
     })
 }
 
-fn bind_socket(bind: &BindOptions<'_>) -> Result<Listener, String> {
-    let path = bind.path;
+fn bind_socket(bind: &Options) -> Result<Listener, String> {
+    let path = &bind.socket;
     let err = |what: String| format!("socket {}: {what}", path.display());
-    let owner = User::from_name(bind.owner)
+    let owner = User::from_name(&bind.socket_owner)
         .ok()
         .flatten()
-        .ok_or_else(|| err(format!("unknown socket owner {:?}", bind.owner)))?;
-    let group = Group::from_name(bind.group)
+        .ok_or_else(|| err(format!("unknown socket owner {:?}", bind.socket_owner)))?;
+    let group = Group::from_name(&bind.socket_group)
         .ok()
         .flatten()
-        .ok_or_else(|| err(format!("unknown socket group {:?}", bind.group)))?;
+        .ok_or_else(|| err(format!("unknown socket group {:?}", bind.socket_group)))?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => return Err(err("needs an absolute path with a parent directory".into())),
@@ -88,7 +83,7 @@ fn bind_socket(bind: &BindOptions<'_>) -> Result<Listener, String> {
         description: format!("socket {}", path.display()),
     };
     chown(path, Some(owner.uid), Some(group.gid)).map_err(|e| err(format!("cannot change owner: {e}")))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(bind.mode))
+    fs::set_permissions(path, fs::Permissions::from_mode(bind.socket_mode))
         .map_err(|e| err(format!("cannot change mode: {e}")))?;
     Ok(listener)
 }

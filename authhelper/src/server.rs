@@ -8,7 +8,7 @@
 
 use crate::audit::{self, Action};
 use crate::cli::Options;
-use crate::listener::{self, BindOptions};
+use crate::listener;
 use crate::pam::{self, PamOutcome, PamRequest};
 use crate::policy::{Policy, Who};
 use crate::privileges;
@@ -52,15 +52,7 @@ pub fn run(options: Options) -> Result<(), String> {
     let passed = x2gobroker_sys::listen_fds::take()?;
     audit::init(options.foreground, options.debug, &options.syslog_socket);
     let policy = Policy::new(&options.daemon_user, &options.admin_group)?;
-    let listener = listener::open(
-        passed,
-        &BindOptions {
-            path: &options.socket,
-            owner: &options.socket_owner,
-            group: &options.socket_group,
-            mode: options.socket_mode,
-        },
-    )?;
+    let listener = listener::open(passed, &options)?;
     privileges::drop_to_kept()?;
     listener
         .socket
@@ -175,7 +167,11 @@ async fn handle_connection(mut stream: UnixStream, state: &State) {
     };
     // After a refused Hello the connection ends.
     let (Ok(response) | Err(response)) = &hello;
-    if send(&mut stream, state, response).await.is_err() || hello.is_err() {
+    if send_within(state.read_timeout, &mut stream, response)
+        .await
+        .is_err()
+        || hello.is_err()
+    {
         return;
     }
     loop {
@@ -186,12 +182,8 @@ async fn handle_connection(mut stream: UnixStream, state: &State) {
         Stats::bump(&state.stats.requests);
         let Some(&(_, who, refusal, handler)) = REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request))
         else {
-            let _ = send(
-                &mut stream,
-                state,
-                &error(ErrorKind::BadRequest, "Hello was already exchanged"),
-            )
-            .await;
+            let reply = error(ErrorKind::BadRequest, "Hello was already exchanged");
+            let _ = send_within(state.read_timeout, &mut stream, &reply).await;
             continue;
         };
         let response = if state.policy.admits(who, &peer) {
@@ -209,7 +201,10 @@ async fn handle_connection(mut stream: UnixStream, state: &State) {
             );
             error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid))
         };
-        if send(&mut stream, state, &response).await.is_err() {
+        if send_within(state.read_timeout, &mut stream, &response)
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -290,10 +285,6 @@ async fn read_request(stream: &mut UnixStream, state: &State) -> Result<Request,
         .unwrap_or(Err(FrameError::TimedOut))
 }
 
-async fn send(stream: &mut UnixStream, state: &State, response: &Response) -> Result<(), FrameError> {
-    send_within(state.read_timeout, stream, response).await
-}
-
 /// Writes one frame, giving up after `limit`.
 pub(crate) async fn send_within(
     limit: Duration,
@@ -320,7 +311,8 @@ async fn answer_frame_error(stream: &mut UnixStream, state: &State, peer: &PeerC
         | FrameError::TrailingBytes
         | FrameError::Malformed(_) => {
             log::info!("{peer}: bad request: {e}");
-            let _ = send(stream, state, &error(ErrorKind::BadRequest, &e.to_string())).await;
+            let reply = error(ErrorKind::BadRequest, &e.to_string());
+            let _ = send_within(state.read_timeout, stream, &reply).await;
         }
     }
 }

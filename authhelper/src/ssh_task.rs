@@ -188,16 +188,11 @@ fn prepare(
     tasks: &SshTasks,
     audit_caller: &mut String,
 ) -> Result<(WorkerJob, WorkerAccount), ErrorReply> {
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
         .ok()
-        .flatten()
-        .map(|u| u.name)
-        .ok_or_else(|| {
-            ErrorReply::new(
-                ErrorKind::DeniedByPolicy,
-                format!("uid {} has no name in the user database", peer.uid),
-            )
-        })?;
+        .flatten();
+    let unnamed = format!("uid {} has no name in the user database", peer.uid);
+    let name = (user.map(|u| u.name)).ok_or_else(|| ErrorReply::new(ErrorKind::DeniedByPolicy, unnamed))?;
     *audit_caller = format!("{name:?}");
     let caller = Caller { uid: peer.uid, name };
     let account = WorkerAccount::resolve(&tasks.daemon_user).map_err(|e| {

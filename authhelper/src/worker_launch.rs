@@ -20,19 +20,13 @@ pub type WorkerAccount = x2gobroker_sys::privileges::Account;
 /// The worker program: `--ssh-worker-program`, else `x2gobroker-ssh` next
 /// to this executable, then in `../bin` (sbin/bin layouts), then /usr/bin.
 pub fn default_program() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            candidates.push(dir.join("x2gobroker-ssh"));
-            candidates.push(dir.join("../bin/x2gobroker-ssh"));
-        }
-    }
-    candidates.push(PathBuf::from("/usr/bin/x2gobroker-ssh"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/x2gobroker-ssh"))
+    let usr_bin = PathBuf::from("/usr/bin/x2gobroker-ssh");
+    let exe = std::env::current_exe().unwrap_or_default();
+    let near = exe
+        .parent()
+        .map(|d| [d.join("x2gobroker-ssh"), d.join("../bin/x2gobroker-ssh")]);
+    let mut candidates = near.into_iter().flatten().chain([usr_bin.clone()]);
+    candidates.find(|p| p.is_file()).unwrap_or(usr_bin)
 }
 
 /// The program must be a root-owned file that nobody else can change,
