@@ -472,4 +472,31 @@ mod tests {
         .unwrap();
         assert_eq!(s.server, "a");
     }
+
+    /// When the agent cannot be reached for the session counts, the
+    /// original sends everyone to the first host; ours picks at random.
+    #[tokio::test]
+    async fn unreachable_session_counts_spread_the_load() {
+        let dead = Agent::Remote(crate::core::agent::RemoteAgent {
+            hostname: "127.0.0.1".into(),
+            hostaddr: "127.0.0.1".into(),
+            port: 1, // nothing listens on tcpmux
+            policy: crate::core::agent::remote::HostKeyPolicy::Reject,
+            agent_user: "x2gobroker".into(),
+            agent_cmd: "/usr/lib/x2go/x2gobroker-agent".into(),
+        });
+        let sel = selection(&["a", "b", "c"]);
+        let ssh = SelectOptions {
+            mode: AgentQueryMode::Ssh,
+            ..opts(false)
+        };
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..60 {
+            let s = select_session(&sel, &ssh, &up(&[]), AgentQuery::Ask(&dead, "u"))
+                .await
+                .unwrap();
+            seen.insert(s.server);
+        }
+        assert!(seen.len() >= 2, "{seen:?}");
+    }
 }
