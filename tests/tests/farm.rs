@@ -196,28 +196,14 @@ impl FarmBroker {
 
     /// `task=selectsession` on /plain/; the body of a 200 answer.
     fn select(&self, user: &str, profile: &str) -> Result<String, String> {
-        let body = format!(
-            "user={}&task=selectsession&sid={}",
-            form_encode(user),
-            form_encode(profile)
-        );
-        let req = Outgoing {
-            method: "POST",
-            path: "/plain/",
-            headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
-            body: Some(body),
-        };
-        let resp = http::send(self.addr, &req, http::DEFAULT_TIMEOUT)?
-            .ok_or_else(|| format!("no answer to selectsession\n{}", self.running.log_tail()))?;
-        if resp.status != 200 {
+        let (status, body) = self.post(&[("user", user), ("task", "selectsession"), ("sid", profile)])?;
+        if status != 200 {
             return Err(format!(
-                "selectsession: HTTP {}\n{}\n{}",
-                resp.status,
-                resp.body,
+                "selectsession: HTTP {status}\n{body}\n{}",
                 self.running.log_tail()
             ));
         }
-        Ok(resp.body)
+        Ok(body)
     }
 }
 
