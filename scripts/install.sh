@@ -2,10 +2,13 @@
 # Installs the X2Go Session Broker (Rust) into FHS locations.
 #
 #   scripts/install.sh [--bin-dir DIR] [--prefix PREFIX] [--destdir DESTDIR]
-#                      [--no-configure] [--configure-only] [--force]
+#                      [--unit-dir DIR] [--no-configure] [--configure-only]
+#                      [--force]
 #
-# Environment: PREFIX (default /usr) and DESTDIR (default empty) work like
-# the options. Safe to run again: programs, units and other vendor files are
+# Environment: PREFIX (default /usr), DESTDIR (default empty) and UNITDIR
+# (default PREFIX/lib/systemd/system) work like the options. The Debian
+# package passes --unit-dir /lib/systemd/system: Debian 12's debhelper and
+# its rules for files moving between / and /usr want units there. Safe to run again: programs, units and other vendor files are
 # replaced; configuration files under /etc that already exist are never
 # touched (a differing new version is put next to them as FILE.dist).
 #
@@ -41,6 +44,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin_dir="$repo_root/target/release"
 prefix="${PREFIX:-/usr}"
 destdir="${DESTDIR:-}"
+unitdir="${UNITDIR:-}"
 configure=auto
 files=yes
 force=no
@@ -53,6 +57,8 @@ while [ $# -gt 0 ]; do
     --prefix=*) prefix="${1#*=}"; shift ;;
     --destdir) destdir="${2:?--destdir needs a directory}"; shift 2 ;;
     --destdir=*) destdir="${1#*=}"; shift ;;
+    --unit-dir) unitdir="${2:?--unit-dir needs a directory}"; shift 2 ;;
+    --unit-dir=*) unitdir="${1#*=}"; shift ;;
     --no-configure) configure=no; shift ;;
     --configure-only) configure=yes; files=no; shift ;;
     --force) force=yes; shift ;;
@@ -76,7 +82,11 @@ sysconfdir=/etc
 bindir="$prefix/bin"
 sbindir="$prefix/sbin"
 libdir="$prefix/lib"
-unitdir="$libdir/systemd/system"
+case "$unitdir" in
+  "") unitdir="$libdir/systemd/system" ;;
+  /*) unitdir="${unitdir%/}" ;;
+  *) echo "install.sh: the unit directory must be an absolute path: $unitdir" >&2; exit 2 ;;
+esac
 sysusersdir="$libdir/sysusers.d"
 tmpfilesdir="$libdir/tmpfiles.d"
 mandir="$prefix/share/man"
@@ -246,6 +256,11 @@ install_files() {
   for p in x2gobroker x2gobroker-daemon x2gobroker-authhelper; do
     install_generated_docs "$bin_dir/$p"
   done
+  # A build's own x2gobroker-ssh documents itself (a symlink to x2gobroker
+  # is covered by x2gobroker's pages).
+  if [ -x "$bin_dir/x2gobroker-ssh" ] && [ ! -L "$bin_dir/x2gobroker-ssh" ]; then
+    install_generated_docs "$bin_dir/x2gobroker-ssh"
+  fi
   if [ -x "$bin_dir/x2gobroker-ctl" ]; then
     install_generated_docs "$bin_dir/x2gobroker-ctl"
   fi

@@ -12,5 +12,8 @@ pub mod helper;
 /// Shared by every test crate: temp dirs, free ports, polling, certificates, root.
 pub mod support;
 
+/// A systemd booted in private namespaces on an overlay of / (live unit and package tests).
+pub mod live;
+
 /// SSH-mode test support: helper with a task configuration, runs as real users, sshd.
 pub mod ssh;
