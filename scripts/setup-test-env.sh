@@ -11,6 +11,7 @@ PACKAGES=(
   python3-x2gobroker x2gobroker x2gobroker-daemon x2gobroker-authservice x2gobroker-ssh
   pyhoca-cli wrk hyperfine
   x2goserver x2goserver-xsession x2gobroker-agent sudo postgresql libdbd-pg-perl xvfb pwgen
+  x2goclient xdotool imagemagick tesseract-ocr tesseract-ocr-eng
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
