@@ -351,3 +351,108 @@ fn ssh_broker_runs_our_x2gobroker_ssh_behind_a_real_sshd() {
         "{helper_log}"
     );
 }
+
+/// Ends `user`'s X2Go sessions on this host (the auto-login test starts
+/// one through the local x2goserver).
+fn terminate_sessions(user: &str) {
+    let mut list = Command::new("runuser");
+    list.args(["-u", user, "--", "x2golistsessions"]);
+    for line in run_with_deadline(list).stdout.lines() {
+        if let Some(session) = line.split('|').nth(1) {
+            let mut terminate = Command::new("runuser");
+            terminate.args(["-u", user, "--", "x2goterminate-session", session]);
+            run_with_deadline(terminate);
+        }
+    }
+}
+
+#[test]
+fn auto_login_key_logs_the_client_into_a_real_sshd() {
+    require_root("sshd, x2goserver and runs x2goclient as a test user");
+    let dir = TestDir::new("xc-autologin");
+    // The session server: a real sshd on loopback whose authorized_keys
+    // file is where the (fake, LOCAL-mode) agent deploys the key line.
+    let sshd = Sshd::start(dir.root(), ALICE.0, &[]);
+    let authorized = dir.root().join("sshd").join("authorized_keys");
+    let agent = dir.path("agent");
+    fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\n# Fake x2gobroker-agent: <user> <task> [args]; deploys keys for sshd.\n\
+             echo \"$*\" >> {dir}/agent-calls.log\n\
+             [ \"$2\" = addauthkey ] && printf '%s\\n' \"$3\" >> {keys}\necho OK\n",
+            dir = dir.root().display(),
+            keys = authorized.display()
+        ),
+    )
+    .expect("agent");
+    fs::set_permissions(&agent, fs::Permissions::from_mode(0o755)).expect("chmod agent");
+    let helper = RunningHelper::start("xc-autologin-helper", &[]);
+    let config = dir.path("x2gobroker.conf");
+    fs::write(
+        &config,
+        format!(
+            "[global]\nrequire-password = false\ncookie-directory = {}/cookies\n\
+             default-agent-query-mode = LOCAL\ndefault-portscan-x2goservers = false\n",
+            dir.root().display()
+        ),
+    )
+    .expect("config");
+    let profiles = dir.path("sessionprofiles.conf");
+    fs::write(
+        &profiles,
+        format!(
+            "[auto]\nname = Auto Session\nhost = srv (127.0.0.1:{})\ncommand = TERMINAL\n\
+             broker-session-autologin = true\n",
+            sshd.port
+        ),
+    )
+    .expect("profiles");
+    let daemon = HttpDaemon::start_with_env(
+        dir.root(),
+        &config,
+        &profiles,
+        &helper.socket,
+        &[("X2GOBROKER_AGENT_CMD", agent.to_str().expect("utf-8"))],
+    );
+    // libssh checks the host key in the passwd home's known_hosts.
+    let (uid, gid) = user_ids(ALICE.0);
+    let ssh_dir = PathBuf::from("/home").join(ALICE.0).join(".ssh");
+    fs::create_dir_all(&ssh_dir).expect("~/.ssh");
+    let known_hosts = ssh_dir.join("known_hosts");
+    fs::copy(&sshd.known_hosts, &known_hosts).expect("known_hosts");
+    for path in [&ssh_dir, &known_hosts] {
+        nix::unistd::chown(path, Some(uid.into()), Some(gid.into())).expect("chown");
+    }
+
+    let display = Display::start();
+    let url = format!("--broker-url=http://{}@127.0.0.1:{}/plain/", ALICE.0, daemon.port);
+    let client = Client::start(
+        "autologin",
+        &display,
+        &dir,
+        ALICE.0,
+        &[&url, "--broker-noauth", "--session=Auto Session"],
+    );
+    // The client logs in with the handed-out RSA key, passes its login
+    // check (a pty: the key line must not carry no-pty), and the server's
+    // x2gostartagent answers it over that connection.
+    client.wait_for_screen(&display, "session", "Agent output:", &["Auto Session"]);
+    drop(client);
+    terminate_sessions(ALICE.0);
+    let log =
+        fs::read_to_string(target_profile_dir().join("../x2goclient-artefacts/autologin.log")).expect("log");
+    assert!(log.contains("Login Check - OK"), "see the artefact autologin.log");
+    assert!(!log.contains("ssh_channel_request_pty failed"));
+    let calls = fs::read_to_string(dir.path("agent-calls.log")).expect("agent calls");
+    assert!(
+        calls.contains("xbt-alice addauthkey no-X11-forwarding,no-user-rc ssh-rsa "),
+        "{calls}"
+    );
+    let sshd_log = sshd.log_text();
+    assert!(
+        sshd_log.contains(&format!("Accepted publickey for {} from 127.0.0.1", ALICE.0))
+            && sshd_log.contains("ssh2: RSA SHA256:"),
+        "{sshd_log}"
+    );
+}
