@@ -12,6 +12,7 @@ PACKAGES=(
   pyhoca-cli wrk hyperfine
   x2goserver x2goserver-xsession x2gobroker-agent sudo postgresql libdbd-pg-perl xvfb pwgen
   debhelper dpkg-dev lintian
+  x2goclient xdotool imagemagick tesseract-ocr tesseract-ocr-eng
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

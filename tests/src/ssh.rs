@@ -298,10 +298,23 @@ pub struct HttpDaemon {
 
 impl HttpDaemon {
     pub fn start(dir: &Path, config: &Path, profiles: &Path, helper_socket: &Path) -> HttpDaemon {
+        HttpDaemon::start_with_env(dir, config, profiles, helper_socket, &[])
+    }
+
+    /// As [`HttpDaemon::start`], with further environment variables (e.g.
+    /// `X2GOBROKER_AGENT_CMD`).
+    pub fn start_with_env(
+        dir: &Path,
+        config: &Path,
+        profiles: &Path,
+        helper_socket: &Path,
+        env: &[(&str, &str)],
+    ) -> HttpDaemon {
         let binary = target_profile_dir().join("x2gobroker-daemon");
         let log = dir.join("daemon.log");
         let out = fs::File::create(&log).expect("daemon log");
         let child = Command::new(binary)
+            .envs(env.iter().copied())
             .arg("-C")
             .arg(config)
             .args(["-b", "127.0.0.1:0"])

@@ -404,9 +404,13 @@ broker-session-autologin = true
         .lines()
         .find(|l| l.contains(&public))
         .ok_or_else(|| format!("public key not in server 2's authorized_keys:\n{on2}"))?;
-    if !line.starts_with("no-X11-forwarding,no-pty,no-user-rc ssh-rsa ")
-        || !line.ends_with(" xbt-alice@127.0.0.1")
-    {
+    // Ours leaves out no-pty: X2Go Client checks its login through a pty
+    // (ARCHITECTURE.md, D: auto-login key options).
+    let options = match kind {
+        BrokerKind::Ours => "no-X11-forwarding,no-user-rc",
+        _ => "no-X11-forwarding,no-pty,no-user-rc",
+    };
+    if !line.starts_with(&format!("{options} ssh-rsa ")) || !line.ends_with(" xbt-alice@127.0.0.1") {
         return Err(format!("unexpected authorized_keys line: {line}"));
     }
     for other in [1, 3] {

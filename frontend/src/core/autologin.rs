@@ -19,8 +19,12 @@ pub struct KeyPair {
     pub private_key: Zeroizing<String>,
 }
 
-/// The options every deployed key gets (the original's for generated keys).
-pub const KEY_OPTIONS: &str = "no-X11-forwarding,no-pty,no-user-rc";
+/// The options every deployed key gets: the original's for generated keys
+/// but `no-pty`, because X2Go Client checks its login through a pty
+/// (`ssh_channel_request_pty failed` otherwise; ARCHITECTURE.md, D:
+/// auto-login key options). Port forwarding stays allowed: the session's
+/// graphics and sound run through forwarded ports.
+pub const KEY_OPTIONS: &str = "no-X11-forwarding,no-user-rc";
 
 /// A validated client key with the same restrictions as a generated one
 /// (the original deploys client keys unrestricted).
@@ -103,7 +107,7 @@ mod tests {
         let pair = generate(KeyType::Rsa, "alice", "127.0.0.1").unwrap();
         assert!(pair
             .authorized_line
-            .starts_with("no-X11-forwarding,no-pty,no-user-rc ssh-rsa AAAAB3NzaC1yc2E"));
+            .starts_with("no-X11-forwarding,no-user-rc ssh-rsa AAAAB3NzaC1yc2E"));
         assert!(pair.authorized_line.ends_with(" alice@127.0.0.1"));
         assert!(pair.private_key.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
         assert!(pair.private_key.ends_with("-----END RSA PRIVATE KEY-----\n"));
@@ -121,7 +125,7 @@ mod tests {
         let pair = generate(KeyType::Ed25519, "alice", "127.0.0.1").unwrap();
         assert!(pair
             .authorized_line
-            .starts_with("no-X11-forwarding,no-pty,no-user-rc ssh-ed25519 AAAA"));
+            .starts_with("no-X11-forwarding,no-user-rc ssh-ed25519 AAAA"));
         assert!(pair.authorized_line.ends_with(" alice@127.0.0.1"));
         assert!(pair
             .private_key
