@@ -2,9 +2,9 @@
 //!
 //! Order matters: check root, take systemd's socket (it clears LISTEN_*
 //! from the environment, which is sound only while no other thread runs),
-//! open the log, resolve names, bind (needs CAP_CHOWN/CAP_FOWNER), drop
-//! capabilities, and only then start threads (capabilities are per thread;
-//! every thread inherits the reduced sets).
+//! resolve names, bind (needs CAP_CHOWN/CAP_FOWNER), drop capabilities, and
+//! only then start threads — the logger's first (capabilities are per
+//! thread; every thread inherits the reduced sets).
 
 use crate::audit::{self, Action};
 use crate::cli::Options;
@@ -50,10 +50,11 @@ pub fn run(options: Options) -> Result<(), String> {
         );
     }
     let passed = x2gobroker_sys::listen_fds::take()?;
-    audit::init(options.foreground, options.debug, &options.syslog_socket);
     let policy = Policy::new(&options.daemon_user, &options.admin_group)?;
     let listener = listener::open(passed, &options)?;
     privileges::drop_to_kept()?;
+    // Its thread starts with reduced capabilities; earlier errors go to stderr.
+    audit::init(options.foreground, options.debug, &options.syslog_socket);
     listener
         .socket
         .set_nonblocking(true)

@@ -28,13 +28,14 @@ const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 /// Variables the helper hands on from its own environment (set by the
 /// administrator, e.g. in /etc/default/x2gobroker-authhelper); the caller's
 /// environment never reaches the worker.
-pub const PASSED_ON: [&str; 9] = [
+pub const PASSED_ON: [&str; 10] = [
     "X2GOBROKER_CONFIG",
     "X2GOBROKER_SESSIONPROFILES",
     "X2GOBROKER_DEFAULT_BACKEND",
     paths::DAEMON_USER_ENV,
     paths::DAEMON_GROUP_ENV,
     "X2GOBROKER_AGENT_CMD",
+    "X2GOBROKER_AGENT_USER",
     paths::AUTHSERVICE_SOCKET_ENV,
     "X2GOBROKER_LOADCHECKER_SOCKET",
     "LANG",

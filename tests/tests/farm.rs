@@ -52,6 +52,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         autologin_key_restart,
     ),
     ("profile_without_name_lists_its_session", nameless_profile),
+    (
+        "ssh_mode_key_removed_without_a_daemon",
+        ssh_mode_autologin_removal,
+    ),
     ("autologin_key_also_on_the_ssh_proxy_host", autologin_proxy),
 ];
 
@@ -103,6 +107,7 @@ default-agent-hostkey-policy = RejectPolicy
 default-portscan-x2goservers = true
 cookie-directory = %DIR%/cookies
 my-cookie-file = %DIR%/authid
+key-removal-directory = %REMOVALS%
 ";
 
 impl FarmBroker {
@@ -135,6 +140,14 @@ impl FarmBroker {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no account {}", farm.broker_user))?;
         nix::unistd::chown(&cookies, Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
+        // Pending key removals: the broker account's, private (unless the
+        // scenario names its own directory).
+        let removals = d.join("removals");
+        std::fs::create_dir_all(&removals).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&removals, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+        nix::unistd::chown(&removals, Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
+        let config_text = config_text.replace("%REMOVALS%", &removals.to_string_lossy());
         let config = d.join("x2gobroker.conf");
         let profiles_path = d.join("sessionprofiles.conf");
         std::fs::write(&config, config_text.replace("%DIR%", &d.to_string_lossy()))
@@ -518,10 +531,11 @@ fn ssh_mode_resume(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
         return Ok(());
     }
     let sid = farm.add_session(2, "xbt-alice", Status::Suspended)?;
+    let removals = private_removals(farm)?;
     // CONFIG's %DIR% is the helper's test directory (its cookies/ is the daemon user's).
     let broker = x2gobroker_systemtests::ssh::SshBroker::start(
         "farm",
-        CONFIG,
+        &CONFIG.replace("%REMOVALS%", &removals.path().to_string_lossy()),
         &PROFILES.replace("%HOSTS%", &farm.profile_hosts()),
     );
     let out = broker.run(
@@ -537,6 +551,61 @@ fn ssh_mode_resume(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A key-removal directory of the broker account's, mode 0700.
+fn private_removals(farm: &Farm) -> Result<TempDir, String> {
+    let dir = TempDir::new("farm-removals")?;
+    let user = nix::unistd::User::from_name(&farm.broker_user)
+        .map_err(|e| e.to_string())?
+        .ok_or("no broker account")?;
+    nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// SSH mode with auto-login and no daemon running: the worker deploys the
+/// key and leaves its removal to a runner of its own, which removes it
+/// after the delay (ours only, like the other SSH-mode scenario).
+fn ssh_mode_autologin_removal(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    if kind == BrokerKind::Original {
+        eprintln!("farm: ssh_mode_key_removed_without_a_daemon runs against ours only");
+        return Ok(());
+    }
+    const AUTO: &str = "[auto]
+name = Farm auto-login
+command = XFCE
+host = %HOSTS%
+broker-session-autologin = true
+";
+    spread_sessions(farm)?;
+    let removals = private_removals(farm)?;
+    let broker = x2gobroker_systemtests::ssh::SshBroker::start(
+        "farm-auto",
+        &CONFIG.replace("%REMOVALS%", &removals.path().to_string_lossy()),
+        &AUTO.replace("%HOSTS%", &farm.profile_hosts()),
+    );
+    let out = broker.run(
+        Some("xbt-alice"),
+        &["--task", "selectsession", "--sid", "auto"],
+        &[],
+    );
+    if !out.stdout.contains("-----BEGIN RSA PRIVATE KEY-----") {
+        return Err(format!(
+            "no key handed out: {out:?}\nhelper log:\n{}",
+            broker.helper.log()
+        ));
+    }
+    let keys = farm.authorized_keys(2, "xbt-alice");
+    let line = keys
+        .lines()
+        .find(|l| l.ends_with(" xbt-alice@127.0.0.1"))
+        .ok_or_else(|| format!("no auto-login key on server 2:\n{keys}"))?
+        .to_owned();
+    poll("removal by the worker's runner", KEY_REMOVAL_DEADLINE, || {
+        (!farm.authorized_keys(2, "xbt-alice").contains(&line)).then_some(())
+    })
 }
 
 /// A local X display for X2Go clients (Xvfb), stopped on drop.
@@ -712,7 +781,12 @@ fn autologin_key_restart(kind: BrokerKind, farm: &FarmGuard) -> Result<(), Strin
         .map_err(|e| e.to_string())?
         .ok_or("no broker account")?;
     nix::unistd::chown(removals.path(), Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
-    let config = format!("{CONFIG}key-removal-directory = {}\n", removals.path().display());
+    std::fs::set_permissions(
+        removals.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .map_err(|e| e.to_string())?;
+    let config = CONFIG.replace("%REMOVALS%", &removals.path().to_string_lossy());
     const AUTO: &str = "[auto]
 name = Farm auto-login
 command = XFCE

@@ -6,6 +6,10 @@ fn main() -> std::process::ExitCode {
     if std::env::args().nth(1).as_deref() == Some(x2gobroker_protocol::paths::WORKER_FLAG) {
         return x2gobroker_frontend::ssh::worker::main();
     }
+    // A key removal runner started by such a worker.
+    if std::env::args().nth(1).as_deref() == Some(x2gobroker_frontend::core::key_removals::RUNNER_FLAG) {
+        return x2gobroker_frontend::ssh::main("x2gobroker");
+    }
     let program = std::env::args()
         .next()
         .and_then(|a| a.rsplit('/').next().map(str::to_owned))

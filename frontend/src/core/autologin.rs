@@ -26,10 +26,31 @@ pub struct KeyPair {
 /// graphics and sound run through forwarded ports.
 pub const KEY_OPTIONS: &str = "no-X11-forwarding,no-user-rc";
 
-/// A validated client key with the same restrictions as a generated one
-/// (the original deploys client keys unrestricted).
-pub fn restricted(key: &str) -> String {
-    format!("{KEY_OPTIONS} {key}")
+/// The authorized_keys line for a validated public key (`type base64`):
+/// the options every deployed key gets and a `user@client` comment. A
+/// client's own comment never reaches the server: the agent's delauthkey
+/// puts the line into a sed expression.
+pub fn authorized_line(key: &str, user: &str, client: &str) -> String {
+    format!("{KEY_OPTIONS} {key} {user}@{client}")
+}
+
+/// Whether `line` is an authorized_keys line as this broker deploys it
+/// (checked again when a pending removal is read back from disk).
+pub fn is_deployable_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix(KEY_OPTIONS).and_then(|r| r.strip_prefix(' ')) else {
+        return false;
+    };
+    let mut words = rest.split(' ');
+    let (Some(kind), Some(key), Some(comment), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return false;
+    };
+    PublicKey::from_openssh(&format!("{kind} {key}")).is_ok()
+        && !comment.is_empty()
+        && comment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@._:%-".contains(&b))
 }
 
 /// The kind of auto-login key made.
@@ -82,20 +103,22 @@ pub fn generate(kind: KeyType, user: &str, client: &str) -> Result<KeyPair, Stri
         }
     };
     Ok(KeyPair {
-        authorized_line: format!("{KEY_OPTIONS} {} {user}@{client}", public.trim_end()),
+        authorized_line: authorized_line(public.trim_end(), user, client),
         private_key,
     })
 }
 
-/// The client's key when it is one well-formed public key line (type,
-/// base64 key, optional comment; no options, no line breaks).
+/// The client's key as `type base64` when it sent one well-formed public
+/// key line (type, base64 key, optional comment; no options, no line
+/// breaks). Its comment is dropped.
 pub fn validate_client_key(line: &str) -> Option<String> {
     let line = line.trim();
     if line.is_empty() || line.len() > 16 * 1024 || line.chars().any(|c| c.is_control()) {
         return None;
     }
-    PublicKey::from_openssh(line).ok()?;
-    Some(line.to_owned())
+    let mut key = PublicKey::from_openssh(line).ok()?;
+    key.set_comment("");
+    Some(key.to_openssh().ok()?.trim_end().to_owned())
 }
 
 #[cfg(test)]
@@ -137,10 +160,27 @@ mod tests {
 
     #[test]
     fn client_keys_are_validated() {
-        let good =
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJSZ7MdQgSMO/vhrqv7CR+v6PfgOa4veOBWC7hnpVnxc alice@laptop";
-        assert_eq!(validate_client_key(good).as_deref(), Some(good));
-        assert_eq!(validate_client_key(&format!(" {good}\n")).as_deref(), Some(good));
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJSZ7MdQgSMO/vhrqv7CR+v6PfgOa4veOBWC7hnpVnxc";
+        let good = format!("{key} alice@laptop");
+        // The comment is dropped: it would reach the agent's sed expression.
+        assert_eq!(validate_client_key(&good).as_deref(), Some(key));
+        assert_eq!(validate_client_key(&format!(" {good}\n")).as_deref(), Some(key));
+        assert_eq!(
+            validate_client_key(&format!("{key} c!id>/tmp/o #!e#")).as_deref(),
+            Some(key)
+        );
+        let line = authorized_line(key, "alice", "127.0.0.1");
+        assert!(is_deployable_line(&line));
+        assert!(is_deployable_line(&authorized_line(key, "alice", "::1")));
+        for bad in [
+            format!("{key} alice@x"),
+            format!("command=\"/bin/sh\" {key} alice@x"),
+            format!("{KEY_OPTIONS} {key} c!id>/tmp/o"),
+            format!("{KEY_OPTIONS} {key} a b"),
+            format!("{KEY_OPTIONS} ssh-ed25519 AAAA!! a@b"),
+        ] {
+            assert!(!is_deployable_line(&bad), "{bad}");
+        }
         for bad in [
             "",
             "command=\"/bin/false\" not-a-key at all",

@@ -6,10 +6,12 @@
 //! it to the daemon. The daemon performs due removals ([`run`]).
 //!
 //! One file per removal, named `<due>-<random>.removal`, written to a
-//! temporary name and renamed; a worker claims a file by renaming it to
-//! `.claimed`, so each removal is carried out once. Every value in a file
-//! was validated before the key was deployed and is validated again when
-//! read back.
+//! temporary name and renamed, before the key is deployed; whoever carries
+//! it out claims it by renaming it to `.claimed`, so each removal happens
+//! once. The directory must be the broker account's and closed to others;
+//! every value in a file is validated again when read back. Where no daemon
+//! runs (an SSH-mode worker), a detached runner of our own carries the
+//! removals out ([`ensure_runner`]).
 
 use crate::core::agent::quote;
 use crate::core::agent::remote::HostKeyPolicy;
@@ -26,10 +28,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 pub const MAX_ATTEMPTS: u32 = 10;
 
-/// Which agent deployed the key.
+/// Which agent deployed the key (a remote one runs the configured agent
+/// command).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentAddress {
-    Local,
+    /// The local agent program that deployed the key.
+    Local { command: String },
     Remote {
         hostname: String,
         hostaddr: String,
@@ -41,7 +45,9 @@ pub enum AgentAddress {
 impl AgentAddress {
     pub fn of(agent: &Agent) -> AgentAddress {
         match agent {
-            Agent::Local(_) => AgentAddress::Local,
+            Agent::Local(a) => AgentAddress::Local {
+                command: a.command.to_string_lossy().into_owned(),
+            },
             Agent::Remote(r) => AgentAddress::Remote {
                 hostname: r.hostname.clone(),
                 hostaddr: r.hostaddr.clone(),
@@ -54,8 +60,8 @@ impl AgentAddress {
     /// The agent, with the current configuration's command and user.
     pub fn agent(&self, agent_cmd: &str, agent_user: &str) -> Agent {
         match self {
-            AgentAddress::Local => Agent::Local(LocalAgent {
-                command: agent_cmd.into(),
+            AgentAddress::Local { command } => Agent::Local(LocalAgent {
+                command: command.into(),
             }),
             AgentAddress::Remote {
                 hostname,
@@ -99,7 +105,7 @@ impl Removal {
     fn to_text(&self) -> String {
         let mut out = format!("due {}\nattempts {}\n", self.due, self.attempts);
         match &self.agent {
-            AgentAddress::Local => out.push_str("agent local\n"),
+            AgentAddress::Local { command } => out.push_str(&format!("agent local\ncommand {command}\n")),
             AgentAddress::Remote {
                 hostname,
                 hostaddr,
@@ -123,7 +129,19 @@ impl Removal {
                 .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix(' ')))
         };
         let agent = match get("agent")? {
-            "local" => AgentAddress::Local,
+            "local" => {
+                let command = get("command")?;
+                let plain = command.starts_with('/')
+                    && command
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+                if !plain {
+                    return None;
+                }
+                AgentAddress::Local {
+                    command: command.to_owned(),
+                }
+            }
             "ssh" => {
                 let (hostname, hostaddr) = (get("host")?, get("addr")?);
                 if !host_name_ok(hostname) || !host_name_ok(hostaddr) {
@@ -141,7 +159,9 @@ impl Removal {
         let user = quote::user_name(get("user")?).ok()?;
         let keys_file = quote::keys_path(get("keys")?).ok()?;
         let line = get("line")?;
-        quote::shell_word(line).ok()?;
+        if !crate::core::autologin::is_deployable_line(line) {
+            return None;
+        }
         Some(Removal {
             due: get("due")?.parse().ok()?,
             attempts: get("attempts")?.parse().ok()?,
@@ -170,14 +190,24 @@ const SUFFIX: &str = ".removal";
 const CLAIMED: &str = ".claimed";
 
 impl RemovalStore {
-    /// The store, its directory created (mode 0700) if missing.
-    pub fn open(dir: &Path) -> std::io::Result<RemovalStore> {
-        use std::os::unix::fs::DirBuilderExt;
+    /// The store, its directory created (mode 0700) if missing. It must
+    /// be this account's and writable by nobody else: what it holds is run.
+    pub fn open(dir: &Path) -> Result<RemovalStore, String> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let err = |e: String| format!("key-removal-directory {}: {e}", dir.display());
         if !dir.is_dir() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(dir)?;
+                .create(dir)
+                .map_err(|e| err(e.to_string()))?;
+        }
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
+        let uid = nix::unistd::geteuid().as_raw();
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+            return Err(err(format!(
+                "must be a directory of uid {uid} that no one else can write to"
+            )));
         }
         Ok(RemovalStore { dir: dir.to_owned() })
     }
@@ -313,28 +343,104 @@ pub async fn perform(removal: &Removal, agent_cmd: &str, agent_user: &str) -> bo
     }
 }
 
-/// Schedules a removal: in the store when it can be written, else (with a
-/// warning) in this process only.
-pub fn schedule(dir: &Path, removal: Removal, agent_cmd: String, agent_user: String) {
-    match RemovalStore::open(dir).and_then(|store| store.save(&removal)) {
-        Ok(_) => {}
-        Err(e) => {
-            log::warn!(
-                "{}: cannot keep the pending key removal ({e}); it is lost if this process stops",
-                dir.display()
-            );
-            let delay = removal.due.saturating_sub(now());
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(delay)).await;
-                perform(&removal, &agent_cmd, &agent_user).await;
-            });
+/// Set in a process whose own loop ([`run`]) carries out removals.
+static LOOP_RUNS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// First argument that runs [`run_detached`] (set only by [`ensure_runner`]).
+pub const RUNNER_FLAG: &str = "--run-key-removals";
+/// A detached runner gives up after this long even with removals pending
+/// (the daemon, or the next runner, takes them over).
+pub const RUNNER_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// Makes sure someone carries out the store's removals: the daemon's own
+/// loop, else a detached runner (this program with [`RUNNER_FLAG`]), at
+/// most one per store (it holds a lock), which ends when nothing is left.
+pub fn ensure_runner(store: &RemovalStore, env: &crate::core::config::Environment) {
+    if LOOP_RUNS.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let spawned = std::env::current_exe().and_then(|exe| {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(exe)
+            .arg(RUNNER_FLAG)
+            .arg(&store.dir)
+            .env_clear()
+            .env("X2GOBROKER_AGENT_CMD", &env.agent_cmd)
+            .env("X2GOBROKER_AGENT_USER", &env.agent_user)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start the key removal runner: {e}; the daemon removes the keys when it runs");
+    }
+}
+
+/// The detached runner: carries out due removals of `dir` until none is
+/// left (or [`RUNNER_LIFETIME`]); exits at once if another runner holds the
+/// store's lock.
+pub fn run_detached(dir: &Path) -> std::process::ExitCode {
+    let Ok(store) = RemovalStore::open(dir) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let Ok(lock) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(".runner.lock"))
+    else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let Ok(_held) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) else {
+        return std::process::ExitCode::SUCCESS; // another runner is at it
+    };
+    let agent_cmd = std::env::var("X2GOBROKER_AGENT_CMD").unwrap_or_default();
+    let agent_user = std::env::var("X2GOBROKER_AGENT_USER").unwrap_or_else(|_| "x2gobroker".into());
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return std::process::ExitCode::FAILURE;
+    };
+    runtime.block_on(async {
+        let started = std::time::Instant::now();
+        while store.pending() > 0 && started.elapsed() < RUNNER_LIFETIME {
+            for (claimed, removal) in store.claim_due(now()) {
+                carry_out(&store, claimed, removal, &agent_cmd, &agent_user).await;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
+    });
+    std::process::ExitCode::SUCCESS
+}
+
+/// Performs a claimed removal; on failure it is retried later, up to
+/// [`MAX_ATTEMPTS`].
+async fn carry_out(
+    store: &RemovalStore,
+    claimed: PathBuf,
+    removal: Removal,
+    agent_cmd: &str,
+    agent_user: &str,
+) {
+    if perform(&removal, agent_cmd, agent_user).await {
+        store.finish(&claimed);
+    } else if removal.attempts + 1 >= MAX_ATTEMPTS {
+        log::error!(
+            "giving up removing an auto-login key of {} after {MAX_ATTEMPTS} attempts",
+            removal.user
+        );
+        store.finish(&claimed);
+    } else {
+        store.retry(&claimed, removal);
     }
 }
 
 /// The daemon's loop: performs due removals, each in its own task so a
 /// hung server delays no other removal.
 pub async fn run(shared: Shared) {
+    LOOP_RUNS.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut released = None::<PathBuf>;
     loop {
         let broker = shared.current();
@@ -350,19 +456,7 @@ pub async fn run(shared: Shared) {
                     broker.env.agent_cmd.clone(),
                     broker.env.agent_user.clone(),
                 );
-                tokio::spawn(async move {
-                    if perform(&removal, &cmd, &user).await {
-                        store.finish(&claimed);
-                    } else if removal.attempts + 1 >= MAX_ATTEMPTS {
-                        log::error!(
-                            "giving up removing an auto-login key of {} after {MAX_ATTEMPTS} attempts",
-                            removal.user
-                        );
-                        store.finish(&claimed);
-                    } else {
-                        store.retry(&claimed, removal);
-                    }
-                });
+                tokio::spawn(async move { carry_out(&store, claimed, removal, &cmd, &user).await });
             }
         }
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -385,7 +479,11 @@ mod tests {
             },
             user: "xbt-alice".into(),
             keys_file: "%h/.x2go/authorized_keys".into(),
-            line: "no-X11-forwarding,no-pty,no-user-rc ssh-ed25519 AAAAC3Nz xbt-alice@127.0.0.1".into(),
+            line: crate::core::autologin::authorized_line(
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJSZ7MdQgSMO/vhrqv7CR+v6PfgOa4veOBWC7hnpVnxc",
+                "xbt-alice",
+                "127.0.0.1",
+            ),
         }
     }
 
@@ -394,12 +492,35 @@ mod tests {
         let r = removal(5);
         assert_eq!(Removal::from_text(&r.to_text()), Some(r.clone()));
         let mut local = r.clone();
-        local.agent = AgentAddress::Local;
-        assert_eq!(Removal::from_text(&local.to_text()), Some(local));
+        local.agent = AgentAddress::Local {
+            command: "/usr/lib/x2go/x2gobroker-agent".into(),
+        };
+        assert_eq!(Removal::from_text(&local.to_text()), Some(local.clone()));
+        let hostile = local.to_text().replace("command /usr", "command $(id)/usr");
+        assert_eq!(Removal::from_text(&hostile), None);
+        // Only lines as this broker deploys them are removed.
+        let hostile = r.to_text().replace("ssh-ed25519", "command=\"x\" ssh-ed25519");
+        assert_eq!(Removal::from_text(&hostile), None);
         let hostile = r.to_text().replace("user xbt-alice", "user x;reboot");
         assert_eq!(Removal::from_text(&hostile), None);
         let hostile = r.to_text().replace("host srv2", "host -oProxyCommand=x");
         assert_eq!(Removal::from_text(&hostile), None);
+    }
+
+    #[test]
+    fn the_store_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(RemovalStore::open(&open).is_err());
+        let fresh = dir.path().join("fresh");
+        RemovalStore::open(&fresh).unwrap();
+        assert_eq!(
+            std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 
     #[test]

@@ -241,7 +241,7 @@ impl TaskContext<'_> {
         };
         let user = self.fields.user.as_str();
         // The sessions each agent reported, if any, by (mode, hosts).
-        type AgentKey = (AgentQueryMode, Vec<String>);
+        type AgentKey = (AgentQueryMode, Vec<String>, HostKeyPolicy);
         let mut asked: Vec<(AgentKey, Option<Vec<SessionLine>>)> = Vec::new();
         for l in listed.iter_mut() {
             let mode = self.agent_mode(l.profile);
@@ -255,6 +255,7 @@ impl TaskContext<'_> {
                 } else {
                     l.profile.selection.hosts.clone()
                 },
+                self.hostkey_policy(l.profile),
             );
             let sessions = match asked.iter().find(|(k, _)| *k == key) {
                 Some((_, sessions)) => sessions.clone(),
@@ -322,7 +323,8 @@ impl TaskContext<'_> {
             match autologin::validate_client_key(&self.fields.pubkey) {
                 Some(key) => {
                     log::info!("accepting public SSH key from broker client");
-                    (autologin::restricted(&key), None)
+                    let client = self.client.to_string();
+                    (autologin::authorized_line(&key, login, &client), None)
                 }
                 None => {
                     log::warn!(
@@ -332,8 +334,31 @@ impl TaskContext<'_> {
                 }
             }
         };
+        // Each removal is on disk before its key is deployed: a key is never
+        // left behind, whatever the agent answers or however this process
+        // ends.
+        let store = match key_removals::RemovalStore::open(&self.broker.global.key_removal_directory) {
+            Ok(store) => store,
+            Err(e) => {
+                log::error!("auto-login: no key is deployed: {e}");
+                return Err(TaskFailed);
+            }
+        };
         let due = key_removals::now() + autologin::KEY_LIFETIME.as_secs();
         for (agent, keys_file) in agents {
+            let removal = key_removals::Removal {
+                due,
+                attempts: 0,
+                agent: key_removals::AgentAddress::of(agent),
+                user: login.to_owned(),
+                keys_file: keys_file.clone(),
+                line: line.clone(),
+            };
+            if let Err(e) = store.save(&removal) {
+                log::error!("auto-login: cannot keep the key's removal, no key is deployed: {e}");
+                return Err(TaskFailed);
+            }
+            key_removals::ensure_runner(&store, &self.broker.env);
             match agent.add_authorized_key(login, &line, keys_file).await {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
@@ -344,20 +369,6 @@ impl TaskContext<'_> {
                     return Err(TaskFailed);
                 }
             }
-            let removal = key_removals::Removal {
-                due,
-                attempts: 0,
-                agent: key_removals::AgentAddress::of(agent),
-                user: login.to_owned(),
-                keys_file: keys_file.clone(),
-                line: line.clone(),
-            };
-            key_removals::schedule(
-                &self.broker.global.key_removal_directory,
-                removal,
-                self.broker.env.agent_cmd.clone(),
-                self.broker.env.agent_user.clone(),
-            );
         }
         match private_key {
             Some(key) => selected.private_key = Some(key.to_string()),

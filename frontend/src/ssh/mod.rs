@@ -23,6 +23,10 @@ pub fn main(program: &str) -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some(WORKER_FLAG) => return worker::main(),
+        // Started by a worker that deployed auto-login keys (no daemon loop).
+        Some(crate::core::key_removals::RUNNER_FLAG) if args.len() == 2 => {
+            return crate::core::key_removals::run_detached(std::path::Path::new(&args[1]));
+        }
         // The installer's program contract (docs/OPERATIONS.md).
         Some("--generate-man") if args.len() == 2 => {
             return match manpage::generate(std::path::Path::new(&args[1])) {

@@ -51,6 +51,8 @@ fn refuse(message: &str) -> u8 {
 /// read, standard error is the starter's (nothing, when that is the
 /// helper); from then on, everything goes to the caller ([`relay`]).
 pub fn main() -> ExitCode {
+    // SSH connections to agents end with the task (no lingering masters).
+    crate::core::agent::remote::disable_multiplexing();
     // The helper always sets it (to the user it dropped us to).
     let daemon_user = std::env::var(DAEMON_USER_ENV).unwrap_or_else(|_| "x2gobroker".into());
     if let Err(reason) = started_by_helper(&daemon_user) {

@@ -39,8 +39,8 @@ pub const BROKER_KEY_FILES: &[&str] = &["id_rsa", "id_dsa", "id_ecdsa", "id_ed25
 /// An agent that answered this recently is used without a new `ping`.
 pub const ANSWERED_RECENTLY: Duration = Duration::from_secs(10);
 
-/// An agent: host name, address, port.
-type AgentKey = (String, String, u16);
+/// An agent: host name, address, port, host key policy.
+type AgentKey = (String, String, u16, HostKeyPolicy);
 /// When each agent last answered.
 static LAST_ANSWER: Mutex<Vec<(AgentKey, Instant)>> = Mutex::new(Vec::new());
 /// Bound on [`LAST_ANSWER`]: agents are the configured servers.
@@ -187,11 +187,23 @@ fn own_home() -> Option<PathBuf> {
         .map(|u| u.dir)
 }
 
+/// Off in SSH-mode workers: a master connection they started would outlive
+/// them, outside the helper's limits on tasks.
+static MULTIPLEXING_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// This process makes no multiplexed connections (SSH-mode workers).
+pub fn disable_multiplexing() {
+    MULTIPLEXING_OFF.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The directory for multiplexed connections, once per process: the
 /// environment's choice, else systemd's RuntimeDirectory, else one under
 /// the temporary directory. It must be ours and private; if it is not,
 /// connections are not multiplexed (with a warning).
 pub fn control_dir() -> Option<&'static Path> {
+    if MULTIPLEXING_OFF.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
         let uid = nix::unistd::geteuid().as_raw();
@@ -235,7 +247,12 @@ use std::os::unix::fs::DirBuilderExt;
 
 impl RemoteAgent {
     fn key(&self) -> AgentKey {
-        (self.hostname.clone(), self.hostaddr.clone(), self.port)
+        (
+            self.hostname.clone(),
+            self.hostaddr.clone(),
+            self.port,
+            self.policy,
+        )
     }
 
     /// Remembers whether a call reached the agent.
@@ -356,7 +373,8 @@ impl RemoteAgent {
     pub async fn call(&self, user: &str, task: &str, args: &[&str]) -> Result<Answer, AgentError> {
         let command = remote_command_line(&self.agent_cmd, user, task, args)?;
         let result = self.run(command).await;
-        self.note_answer(result.is_ok());
+        // Only an `OK` answer makes the agent one that needs no ping.
+        self.note_answer(matches!(result, Ok(Answer { ok: true, .. })));
         result
     }
 
