@@ -590,6 +590,30 @@ fn start_up_errors_are_clear_and_fail() {
 }
 
 #[test]
+fn the_helper_writes_the_man_page_its_units_name() {
+    let dir = TestDir::new("man");
+    let mut command = Command::new(helper_binary());
+    command.arg("--generate-man").arg(dir.path("out")).env_clear();
+    let out = run_to_exit(command);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(dir.path("out/x2gobroker-authhelper.8")).expect("page");
+    assert!(page.contains(".TH x2gobroker-authhelper 8"), "{page}");
+    assert!(page.contains("[default: x2gobroker\\-users]"), "{page}");
+    assert!(!page.contains("generate\\-man"), "hidden flag stays hidden");
+    let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+    for unit in ["x2gobroker-authhelper.service", "x2gobroker-authhelper.socket"] {
+        let text = std::fs::read_to_string(units.join(unit)).expect("unit");
+        assert!(
+            text.contains("Documentation=man:x2gobroker-authhelper(8)"),
+            "{unit}"
+        );
+    }
+    let mut help = Command::new(helper_binary());
+    help.arg("--help");
+    assert!(!String::from_utf8_lossy(&run_to_exit(help).stdout).contains("generate-man"));
+}
+
+#[test]
 fn a_second_helper_does_not_steal_a_live_socket() {
     let helper = RunningHelper::start("twice", &[]);
     let mut command = Command::new(helper_binary());
