@@ -43,6 +43,11 @@ cp demo/sessionprofiles.conf "$RUN/sessionprofiles.conf"
 uuidgen 2>/dev/null > "$RUN/authid" || cat /proc/sys/kernel/random/uuid > "$RUN/authid"
 chown root:x2gobroker "$RUN/authid"; chmod 0640 "$RUN/authid"
 SOCKET=$RUN/authservice.socket
+# The daemon's control socket (x2gobroker-ctl status), in a directory the
+# daemon user can bind in (the default, /run/x2gobroker-daemon, comes from
+# its unit's RuntimeDirectory=).
+mkdir -p "$RUN/daemon" && chown x2gobroker:x2gobroker "$RUN/daemon" && chmod 0755 "$RUN/daemon"
+CONTROL=$RUN/daemon/control.socket
 
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$RUN"; echo "demo: stopped"; }
@@ -56,6 +61,7 @@ for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done
 # The daemon runs unprivileged, as the daemon user.
 setpriv --reuid=x2gobroker --regid=x2gobroker --init-groups --inh-caps=-all --no-new-privs \
   env X2GOBROKER_AUTHSERVICE_SOCKET="$SOCKET" X2GOBROKER_SESSIONPROFILES="$RUN/sessionprofiles.conf" \
+  X2GOBROKER_CONTROL_SOCKET="$CONTROL" \
   "$BIN/x2gobroker-daemon" -C "$RUN/x2gobroker.conf" -b "127.0.0.1:$PORT" &
 pids+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
@@ -65,7 +71,7 @@ cat <<TXT
 
 The X2Go Session Broker is running on http://127.0.0.1:$PORT/
   auth helper (root):      $SOCKET
-  daemon (user x2gobroker): 127.0.0.1:$PORT, config $RUN/x2gobroker.conf
+  daemon (user x2gobroker): 127.0.0.1:$PORT, config $RUN/x2gobroker.conf, control $CONTROL
   demo login:              $DEMO_USER / $DEMO_PASSWORD
 
 Try:
@@ -73,7 +79,7 @@ Try:
   curl -d 'user=$DEMO_USER&password=$DEMO_PASSWORD&task=selectsession&sid=demo-kde' http://127.0.0.1:$PORT/plain/
   curl -d 'user=$DEMO_USER&password=$DEMO_PASSWORD&task=listsessions' http://127.0.0.1:$PORT/json/
   curl -d 'user=$DEMO_USER&password=wrong&task=listsessions' -i http://127.0.0.1:$PORT/plain/   # 401
-  $BIN/x2gobroker-ctl status --only authhelper --authservice-socket $SOCKET
+  $BIN/x2gobroker-ctl status --authservice-socket $SOCKET --control-socket $CONTROL
   pyhoca-cli --broker-url http://$DEMO_USER@127.0.0.1:$PORT/json/ --broker-password $DEMO_PASSWORD --list-profiles
     (pyhoca-cli needs DISPLAY set to any value)
 

@@ -5,9 +5,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use x2gobroker_protocol::paths::{
-    AUTHSERVICE_SOCKET_ENV, DAEMON_GROUP_ENV, DAEMON_USER_ENV, DEFAULT_AUTHSERVICE_SOCKET,
-};
+use x2gobroker_protocol::paths::{AUTHSERVICE_SOCKET_ENV, DAEMON_USER_ENV, DEFAULT_AUTHSERVICE_SOCKET};
 
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
@@ -26,8 +24,8 @@ pub struct Options {
     #[arg(long, default_value = "root")]
     pub socket_owner: String,
 
-    /// Group of a socket the helper binds itself.
-    #[arg(long, env = DAEMON_GROUP_ENV, default_value = "x2gobroker")]
+    /// Group of a socket the helper binds itself (the socket unit's).
+    #[arg(long, default_value = "x2gobroker-users")]
     pub socket_group: String,
 
     /// Permission bits (octal) of a socket the helper binds itself.
@@ -159,6 +157,23 @@ mod tests {
         assert_eq!(o.pam_allow_list(), vec!["x2gobroker".to_string()]);
         assert_eq!(o.socket_mode, 0o660);
         assert!(!o.debug);
+    }
+
+    #[test]
+    fn socket_defaults_are_the_socket_units() {
+        let unit = include_str!("../../systemd/x2gobroker-authhelper.socket");
+        let o = Options::try_parse_from(["x"]).unwrap();
+        for (key, value) in [
+            ("SocketUser", o.socket_owner.clone()),
+            ("SocketGroup", o.socket_group.clone()),
+            ("SocketMode", format!("{:04o}", o.socket_mode)),
+            ("ListenStream", o.socket.display().to_string()),
+        ] {
+            assert!(
+                unit.lines().any(|l| l == format!("{key}={value}")),
+                "{key}={value}"
+            );
+        }
     }
 
     #[test]

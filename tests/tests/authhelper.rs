@@ -407,18 +407,20 @@ fn bound_socket_has_requested_owner_and_mode_and_is_removed_on_exit() {
     let dir = TestDir::new("bind");
     let socket = dir.path("sub/dir/helper.sock");
     let mut command = Command::new(helper_binary());
-    command.arg("--socket").arg(&socket).args([
-        "--foreground",
-        "--socket-group",
-        "x2gobroker",
-        "--socket-mode",
-        "0660",
-    ]);
+    // The default group: the socket unit's, so SSH-mode users get in
+    // without systemd too.
+    command
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--foreground", "--socket-mode", "0660"]);
     let mut helper = RunningHelper::spawn(command, dir, socket.clone());
     let meta = std::fs::metadata(&socket).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.mode() & 0o7777, 0o660);
-    assert_eq!((meta.uid(), meta.gid()), (0, user_ids("x2gobroker").1));
+    let group = nix::unistd::Group::from_name("x2gobroker-users")
+        .unwrap()
+        .expect("group x2gobroker-users (scripts/setup-test-env.sh)");
+    assert_eq!((meta.uid(), meta.gid()), (0, group.gid.as_raw()));
     let parent = std::fs::metadata(socket.parent().unwrap()).unwrap();
     assert_eq!(parent.mode() & 0o7777, 0o755);
     assert!(helper.terminate().success());
@@ -585,6 +587,30 @@ fn start_up_errors_are_clear_and_fail() {
     );
     assert_start_fails(&["--socket", "/etc/passwd"], None, "is not a socket");
     assert_start_fails(&["--throttle-threshold", "0"], None, "throttle-threshold");
+}
+
+#[test]
+fn the_helper_writes_the_man_page_its_units_name() {
+    let dir = TestDir::new("man");
+    let mut command = Command::new(helper_binary());
+    command.arg("--generate-man").arg(dir.path("out")).env_clear();
+    let out = run_to_exit(command);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(dir.path("out/x2gobroker-authhelper.8")).expect("page");
+    assert!(page.contains(".TH x2gobroker-authhelper 8"), "{page}");
+    assert!(page.contains("[default: x2gobroker\\-users]"), "{page}");
+    assert!(!page.contains("generate\\-man"), "hidden flag stays hidden");
+    let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+    for unit in ["x2gobroker-authhelper.service", "x2gobroker-authhelper.socket"] {
+        let text = std::fs::read_to_string(units.join(unit)).expect("unit");
+        assert!(
+            text.contains("Documentation=man:x2gobroker-authhelper(8)"),
+            "{unit}"
+        );
+    }
+    let mut help = Command::new(helper_binary());
+    help.arg("--help");
+    assert!(!String::from_utf8_lossy(&run_to_exit(help).stdout).contains("generate-man"));
 }
 
 #[test]

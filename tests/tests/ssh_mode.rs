@@ -11,7 +11,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use x2gobroker_systemtests::helper::{proc_status_hex, wait_until, ALICE, BOB};
+use x2gobroker_systemtests::helper::{proc_status_hex, wait_until, ALICE, BOB, CAROL};
 use x2gobroker_systemtests::ssh::{
     children_of, daemon_account, gid_of, run_original, run_program_as, run_with_deadline, ssh_binary,
     HttpDaemon, Outcome, SshBroker, Sshd, COOKIES, DAEMON_USER, DIR,
@@ -707,6 +707,84 @@ fn compliance_tasks_print_what_the_original_prints() {
             assert_eq!((o.code, o.stdout.as_str()), (0, ""), "disabled backend: nothing");
         },
     );
+}
+
+/// The `user=` line of profile `id` in a listing.
+fn user_line<'a>(out: &'a Outcome, id: &str) -> Option<&'a str> {
+    let section = out.stdout.split(&format!("[{id}]\n")).nth(1)?;
+    section
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find(|l| l.starts_with("user="))
+}
+
+#[test]
+fn compliance_an_empty_user_is_the_login_name() {
+    // The original's client/plain.py fills in the login (--login, else the
+    // broker user) for an empty `user`; BROKER_USER stays the broker user.
+    // Over HTTP it stays empty (compliance scenario profile-empty-user).
+    let fx = SshBroker::start(
+        "compliance-empty-user",
+        &format!(
+            "{}[broker_zeroconf]\nenable = true\n[login-mapping]\nxbt-alice = {}\n",
+            config(),
+            CAROL.0
+        ),
+        &format!("{PROFILES}\n[no-user]\nuser =\n[fixed-user]\nuser = someone\n"),
+    );
+    let users = |o: &Outcome| {
+        ["no-user", "fixed-user", "staff-terminal"].map(|id| user_line(o, id).unwrap_or("<none>").to_owned())
+    };
+    same(&fx, ALICE.0, &["--task", "listsessions"], |o| {
+        assert_eq!(
+            users(o),
+            ["user=xbt-alice", "user=someone", "user=xbt-alice"],
+            "{o:?}"
+        );
+    });
+    same(
+        &fx,
+        ALICE.0,
+        &["--task", "listsessions", "--login", CAROL.0],
+        |o| {
+            assert_eq!(
+                users(o),
+                ["user=xbt-carol", "user=someone", "user=xbt-alice"],
+                "{o:?}"
+            );
+        },
+    );
+    // The magic user for another (ours: root too; the original believes a
+    // LOGNAME of the magic user only).
+    let args = ["--task", "listsessions", "--user", ALICE.0, "--login", CAROL.0];
+    same(&fx, DAEMON_USER, &args, |o| {
+        assert_eq!(
+            users(o),
+            ["user=xbt-carol", "user=someone", "user=xbt-alice"],
+            "{o:?}"
+        );
+    });
+    if sides().contains(&Side::Ours) {
+        let o = fx.run(None, &args, &[]);
+        assert_eq!(
+            users(&o),
+            ["user=xbt-carol", "user=someone", "user=xbt-alice"],
+            "{o:?}"
+        );
+    }
+    // zeroconf's one profile (a fresh UUID each time) has an empty user.
+    for side in sides() {
+        let zeroconf = ["--task", "listsessions", "--backend", "zeroconf"];
+        for (extra, expected) in [
+            (&[][..], "user=xbt-alice"),
+            (&["--login", CAROL.0][..], "user=xbt-carol"),
+        ] {
+            let args = [&zeroconf[..], extra].concat();
+            let o = run_side(&fx, side, ALICE.0, &args, &[]);
+            let id = o.profile_ids().pop().unwrap_or_else(|| panic!("{side:?}: {o:?}"));
+            assert_eq!(user_line(&o, &id), Some(expected), "{side:?}: {o:?}");
+        }
+    }
 }
 
 #[test]

@@ -66,7 +66,7 @@ enum Part {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = x2gobroker_frontend::cli::manpages::handle(
+    if let Some(code) = x2gobroker_sys::docs::handle(
         Cli::command,
         "x2gobroker-ctl",
         "8",

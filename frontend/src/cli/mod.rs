@@ -1,5 +1,4 @@
-//! The command line shared by every binary: the original's options, and
-//! the manual pages and shell completions generated from them.
+//! The command line shared by every binary: the original's options (their
+//! manual pages and shell completions: `x2gobroker_sys::docs`).
 
-pub mod manpages;
 pub mod options;

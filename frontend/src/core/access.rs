@@ -89,7 +89,9 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
             );
             return Access::denied();
         }
-        log::warn!(
+        // Info, not the original's warning: a granted login is routine
+        // (its audit line records it too).
+        log::info!(
             "authentication succeeded for user {} at ip {}",
             cred.user,
             cred.client_ip

@@ -136,6 +136,9 @@ pub enum Piece {
     Text(String),
     /// `user=BROKER_USER` is replaced by the requesting user's name.
     UserName,
+    /// An empty `user`: stays empty over HTTP; SSH mode fills in the login
+    /// name (the original's `client/plain.py`).
+    EmptyUser,
     /// The host list; the agent may narrow it to the session's host. Holds
     /// the configured list.
     Hosts(Vec<String>),
@@ -147,6 +150,8 @@ pub enum Piece {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RenderContext<'a> {
     pub user: &'a str,
+    /// What an empty `user` becomes ("" over HTTP, the login in SSH mode).
+    pub empty_user: &'a str,
     /// Replaces the host list (agent modes).
     pub hosts: Option<&'a [String]>,
     /// `R` or `S` when the agent reported a session.
@@ -229,13 +234,15 @@ impl Profile {
         );
     }
 
-    /// Under another ID (zeroconf's per-request UUID).
-    pub fn render_plain_as(&self, out: &mut String, id: &str, user: &str) {
+    /// Under another ID (zeroconf's per-request UUID); an empty `user`
+    /// becomes `empty_user`.
+    pub fn render_plain_as(&self, out: &mut String, id: &str, user: &str, empty_user: &str) {
         self.render_plain_with(
             out,
             id,
             &RenderContext {
                 user,
+                empty_user,
                 ..Default::default()
             },
         );
@@ -271,6 +278,8 @@ fn render(pieces: &[Piece], out: &mut String, ctx: &RenderContext<'_>, json: boo
             Piece::Text(t) => out.push_str(t),
             Piece::UserName if json => jsonout::string(out, ctx.user),
             Piece::UserName => out.push_str(ctx.user),
+            Piece::EmptyUser if json => jsonout::string(out, ctx.empty_user),
+            Piece::EmptyUser => out.push_str(ctx.empty_user),
             Piece::Hosts(configured) => {
                 let hosts = ctx.hosts.unwrap_or(configured);
                 if json {
@@ -514,8 +523,14 @@ fn build_profile(
     }
 }
 
-fn substitutes_user(k: &str, v: &Value) -> bool {
-    k == "user" && matches!(v, Value::Str(s) if s == "BROKER_USER")
+/// The piece for a value that depends on the request, if it does.
+fn variable_piece(k: &str, v: &Value) -> Option<Piece> {
+    match v {
+        Value::Str(s) if k == "user" && s == "BROKER_USER" => Some(Piece::UserName),
+        Value::Str(s) if k == "user" && s.is_empty() => Some(Piece::EmptyUser),
+        Value::List(hosts) if k == "host" => Some(Piece::Hosts(hosts.clone())),
+        _ => None,
+    }
 }
 
 /// Pre-renders shown values: plain `key=value` lines plus the blank line
@@ -527,16 +542,12 @@ pub fn render_pieces(shown: &[(String, Value)]) -> (Vec<Piece>, Vec<Piece>) {
     for (k, v) in shown {
         text.push_str(k);
         text.push('=');
-        match v {
-            _ if substitutes_user(k, v) => {
+        match variable_piece(k, v) {
+            Some(piece) => {
                 plain.push(Piece::Text(std::mem::take(&mut text)));
-                plain.push(Piece::UserName);
+                plain.push(piece);
             }
-            Value::List(hosts) if k == "host" => {
-                plain.push(Piece::Text(std::mem::take(&mut text)));
-                plain.push(Piece::Hosts(hosts.clone()));
-            }
-            _ => text.push_str(&v.plain()),
+            None => text.push_str(&v.plain()),
         }
         text.push('\n');
     }
@@ -562,16 +573,12 @@ pub fn render_pieces(shown: &[(String, Value)]) -> (Vec<Piece>, Vec<Piece>) {
         jsonout::indent(&mut text, JSON_DEPTH);
         jsonout::string(&mut text, k);
         text.push_str(": ");
-        match v {
-            _ if substitutes_user(k, v) => {
+        match variable_piece(k, v) {
+            Some(piece) => {
                 json.push(Piece::Text(std::mem::take(&mut text)));
-                json.push(Piece::UserName);
+                json.push(piece);
             }
-            Value::List(hosts) if k == "host" => {
-                json.push(Piece::Text(std::mem::take(&mut text)));
-                json.push(Piece::Hosts(hosts.clone()));
-            }
-            _ => v.json(&mut text, JSON_DEPTH),
+            None => v.json(&mut text, JSON_DEPTH),
         }
     }
     if !status_placed && !sorted.is_empty() {
@@ -812,6 +819,24 @@ mod tests {
         assert!(out.contains("\"width\": 800,"));
         assert!(out.contains("\"kdrive\": false,"));
         assert!(out.ends_with("\n        }"));
+    }
+
+    #[test]
+    fn an_empty_user_is_filled_in_only_when_asked_for() {
+        // As the original: HTTP shows it empty, SSH mode fills in the login.
+        let s = set("[p]\nhost = a\nuser =\n[q]\nhost = b\n");
+        let p = s.get("p").unwrap();
+        assert!(plain(p, "alice").contains("\nuser=\n"));
+        let mut ssh = String::new();
+        p.render_plain_as(&mut ssh, "p", "alice", "bob");
+        assert!(ssh.contains("\nuser=bob\n"), "{ssh}");
+        let mut json = String::new();
+        p.render_json(&mut json, "alice");
+        assert!(json.contains("\"user\": \"\""), "{json}");
+        // BROKER_USER (the default) is the broker user, whatever the login.
+        let mut q = String::new();
+        s.get("q").unwrap().render_plain_as(&mut q, "q", "alice", "bob");
+        assert!(q.contains("\nuser=alice\n"), "{q}");
     }
 
     #[test]

@@ -63,21 +63,24 @@ impl std::ops::Deref for Listed<'_> {
 }
 
 impl Listed<'_> {
-    fn render_context<'a>(&'a self, user: &'a str) -> profiles::RenderContext<'a> {
+    fn render_context<'a>(&'a self, user: &'a str, empty_user: &'a str) -> profiles::RenderContext<'a> {
         profiles::RenderContext {
             user,
+            empty_user,
             hosts: self.hosts.as_deref(),
             status: self.status,
         }
     }
 
-    pub fn render_plain(&self, out: &mut String, user: &str) {
+    /// An empty `user` becomes `empty_user` ("" over HTTP, the login in
+    /// SSH mode).
+    pub fn render_plain(&self, out: &mut String, user: &str, empty_user: &str) {
         self.profile
-            .render_plain_with(out, &self.profile.id, &self.render_context(user));
+            .render_plain_with(out, &self.profile.id, &self.render_context(user, empty_user));
     }
 
     pub fn render_json(&self, out: &mut String, user: &str) {
-        self.profile.render_json_with(out, &self.render_context(user));
+        self.profile.render_json_with(out, &self.render_context(user, ""));
     }
 }
 

@@ -55,7 +55,7 @@ pub fn parse_bind(bind: &str) -> Result<SocketAddr, String> {
 /// Entry point of both binaries; `program` is the executable's base name.
 pub fn main(program: &str) -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = crate::cli::manpages::handle(
+    if let Some(code) = x2gobroker_sys::docs::handle(
         <Cli as clap::CommandFactory>::command,
         program,
         "1",

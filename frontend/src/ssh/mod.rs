@@ -40,7 +40,7 @@ pub fn main(program: &str) -> std::process::ExitCode {
         Some("--generate-completions") if args.len() == 2 => {
             use clap::CommandFactory;
             let dir = std::path::Path::new(&args[1]);
-            return match crate::cli::manpages::write_completions(args::SshArgs::command(), program, dir) {
+            return match x2gobroker_sys::docs::write_completions(args::SshArgs::command(), program, dir) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{program}: cannot write the completions: {e}");

@@ -93,14 +93,14 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
                     if !list.is_empty() {
                         out.push_str("START_USER_SESSIONS\n\n");
                         for p in list {
-                            p.render_plain(&mut out, task.broker_user);
+                            p.render_plain(&mut out, task.broker_user, task.login);
                         }
                         out.push_str("END_USER_SESSIONS\n");
                     }
                 }
                 ProfileList::Zeroconf(p, id) => {
                     out.push_str("START_USER_SESSIONS\n\n");
-                    p.render_plain_as(&mut out, &id, task.broker_user);
+                    p.render_plain_as(&mut out, &id, task.broker_user, task.login);
                     out.push_str("END_USER_SESSIONS\n");
                 }
             }

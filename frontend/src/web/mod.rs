@@ -144,7 +144,7 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
             _ => Reply::error(405),
         };
     } else if uccs::is_ping_path(&path) {
-        return uccs::ping(&req.method, broker.env.debug);
+        return uccs::ping(&req.method);
     } else if let Some((backend, version)) = uccs::api_path(&path) {
         return uccs::api(
             &broker,

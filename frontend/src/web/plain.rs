@@ -21,14 +21,14 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
                     out.reserve(list.len() * 700);
                     out.push_str("START_USER_SESSIONS\n\n");
                     for p in list {
-                        p.render_plain(&mut out, user);
+                        p.render_plain(&mut out, user, "");
                     }
                     out.push_str("END_USER_SESSIONS\n");
                 }
             }
             Ok(ProfileList::Zeroconf(p, id)) => {
                 out.push_str("START_USER_SESSIONS\n\n");
-                p.render_plain_as(&mut out, &id, user);
+                p.render_plain_as(&mut out, &id, user, "");
                 out.push_str("END_USER_SESSIONS\n");
             }
         },

@@ -33,6 +33,43 @@ pub fn write_completions(cmd: clap::Command, name: &str, dir: &Path) -> std::io:
     Ok(())
 }
 
+/// Parses the command line as `T::parse()` does, with a hidden
+/// `--generate-man DIR` added: given that, writes `NAME.SECTION` from `T`'s
+/// definition and exits (as `--help` does), so a program's `main` needs no
+/// field and no branch for it.
+pub fn parse_or_generate_man<T: clap::Parser>(name: &str, section: &str) -> T {
+    let arg = clap::Arg::new(GENERATE_MAN)
+        .long(GENERATE_MAN)
+        .value_name("DIR")
+        .value_parser(clap::value_parser!(std::path::PathBuf))
+        .hide(true);
+    parse_from_or_generate_man(T::command().arg(arg), std::env::args_os(), name, section)
+        .unwrap_or_else(|code| std::process::exit(code))
+}
+
+const GENERATE_MAN: &str = "generate-man";
+
+/// [`parse_or_generate_man`] without the exit: Err(exit status) once the
+/// page is written (or could not be).
+fn parse_from_or_generate_man<T: clap::Parser>(
+    cmd: clap::Command,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    name: &str,
+    section: &str,
+) -> Result<T, i32> {
+    let mut matches = cmd.get_matches_from(args);
+    if let Some(dir) = matches.remove_one::<std::path::PathBuf>(GENERATE_MAN) {
+        return match write_man_page(T::command(), name, section, &dir) {
+            Ok(()) => Err(0),
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                Err(1)
+            }
+        };
+    }
+    T::from_arg_matches_mut(&mut matches).map_err(|e| e.exit())
+}
+
 /// Handles the two flags if given: Some(exit code) when one was.
 pub fn handle(
     cmd: impl Fn() -> clap::Command,
@@ -73,6 +110,41 @@ mod tests {
         daemonize: bool,
         #[arg(long = "generate-man", hide = true)]
         generate_man: Option<std::path::PathBuf>,
+    }
+
+    #[derive(Parser, Debug)]
+    struct Plain {
+        /// Detach from the terminal
+        #[arg(long)]
+        daemonize: bool,
+    }
+
+    fn parse(args: &[&str], dir: &Path) -> Result<Plain, i32> {
+        let arg = clap::Arg::new(GENERATE_MAN)
+            .long(GENERATE_MAN)
+            .value_parser(clap::value_parser!(std::path::PathBuf));
+        let args = std::iter::once("prog")
+            .chain(args.iter().copied())
+            .map(|a| a.replace("DIR", dir.to_str().unwrap()).into());
+        parse_from_or_generate_man(Plain::command().arg(arg), args, "x2gobroker-authhelper", "8")
+    }
+
+    #[test]
+    fn generate_man_is_added_to_a_parser_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(parse(&["--daemonize"], dir.path()).unwrap().daemonize);
+        assert!(!parse(&[], dir.path()).unwrap().daemonize);
+        assert_eq!(parse(&["--generate-man", "DIR/out"], dir.path()).unwrap_err(), 0);
+        let page = std::fs::read_to_string(dir.path().join("out/x2gobroker-authhelper.8")).unwrap();
+        assert!(page.contains(".TH x2gobroker-authhelper 8"), "{page}");
+        assert!(
+            page.contains("daemonize") && !page.contains("generate\\-man"),
+            "{page}"
+        );
+        assert_eq!(
+            parse(&["--generate-man", "/proc/version/x"], dir.path()).unwrap_err(),
+            1
+        );
     }
 
     #[test]
