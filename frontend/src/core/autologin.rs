@@ -56,8 +56,8 @@ pub fn is_deployable_line(line: &str) -> bool {
 /// The kind of auto-login key made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
-    /// 2048-bit RSA, private key in PKCS#1 PEM: what X2Go Client and the
-    /// original use (the default).
+    /// RSA ([`RSA_BITS`]), private key in PKCS#1 PEM: what X2Go Client
+    /// reads and the original hands out (the default).
     Rsa,
     /// Ed25519, private key in OpenSSH format (pyhoca-cli; not X2Go Client).
     Ed25519,
@@ -74,8 +74,9 @@ impl KeyType {
     }
 }
 
-/// RSA key size, as the original's.
-pub const RSA_BITS: usize = 2048;
+/// RSA key size: 3072 bits (NIST's size for use beyond 2030; the
+/// original's keys have 2048).
+pub const RSA_BITS: usize = 3072;
 
 /// A new key pair for `user` connecting from `client`.
 pub fn generate(kind: KeyType, user: &str, client: &str) -> Result<KeyPair, String> {
