@@ -293,6 +293,28 @@ impl LiveSystem {
         self.stdout(&["cat", &format!("/proc/{pid}/status")])
     }
 
+    /// POST a `/plain/` listsessions for `user` with `password` to the
+    /// socket-activated daemon inside (curl, 60 s); the body, then a line
+    /// with the HTTP status.
+    pub fn plain_listsessions(&self, user: &str, password: &str) -> String {
+        let out = self.exec(&[
+            "curl",
+            "-s",
+            "-m",
+            "60",
+            "-w",
+            "\n%{http_code}",
+            "-d",
+            &format!("user={user}"),
+            "-d",
+            &format!("password={password}"),
+            "-d",
+            "task=listsessions",
+            "http://127.0.0.1:8080/plain/",
+        ]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     pub fn journal(&self, unit: &str) -> String {
         text(&self.exec(&["journalctl", "--no-pager", "-o", "cat", "-u", unit]))
     }

@@ -223,22 +223,7 @@ fn package_is_lintian_clean_installs_serves_pam_and_purges_cleanly() {
     );
 
     // A PAM-authenticated listsessions through both socket-activated services.
-    let answer = live.exec(&[
-        "curl",
-        "-s",
-        "-m",
-        "60",
-        "-w",
-        "\n%{http_code}",
-        "-d",
-        "user=xbt-alice",
-        "-d",
-        "password=Alice-pw-1",
-        "-d",
-        "task=listsessions",
-        "http://127.0.0.1:8080/plain/",
-    ]);
-    let body = String::from_utf8_lossy(&answer.stdout).to_string();
+    let body = live.plain_listsessions("xbt-alice", "Alice-pw-1");
     assert!(
         body.ends_with("\n200") && body.contains("Access granted"),
         "answer:\n{body}\njournal:\n{}{}",

@@ -537,22 +537,7 @@ fn helper_serves_pam_under_its_unit_in_a_booted_systemd() {
 fn daemon_serves_http_under_its_unit_in_a_booted_systemd() {
     require_test_accounts();
     let live = LiveSystem::boot();
-    let out = live.exec(&[
-        "curl",
-        "-s",
-        "-m",
-        "60",
-        "-w",
-        "\n%{http_code}",
-        "-d",
-        "user=xbt-alice",
-        "-d",
-        "password=Alice-pw-1",
-        "-d",
-        "task=listsessions",
-        "http://127.0.0.1:8080/plain/",
-    ]);
-    let body = String::from_utf8_lossy(&out.stdout).to_string();
+    let body = live.plain_listsessions("xbt-alice", "Alice-pw-1");
     assert!(
         body.ends_with("\n200") && body.contains("Access granted"),
         "answer:\n{body}\njournal:\n{}",
