@@ -238,6 +238,14 @@ fn expect_server(body: &str, farm: &Farm, index: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// One profile with auto-login over all farm servers.
+const AUTO: &str = "[auto]
+name = Farm auto-login
+command = XFCE
+host = %HOSTS%
+broker-session-autologin = true
+";
+
 const PROFILES: &str = "[farm]
 name = Farm
 command = XFCE
@@ -394,12 +402,6 @@ fn accepted_broker_logins(farm: &Farm, index: usize) -> usize {
 /// chosen server's `%h/.x2go/authorized_keys` (and no other's), and the key
 /// is removed again after the original's delay.
 fn autologin_key(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
-    const AUTO: &str = "[auto]
-name = Farm auto-login
-command = XFCE
-host = %HOSTS%
-broker-session-autologin = true
-";
     spread_sessions(farm)?;
     let b = FarmBroker::start(kind, farm, AUTO, None)?;
     let body = b.select("xbt-alice", "auto")?;
@@ -573,12 +575,6 @@ fn ssh_mode_autologin_removal(kind: BrokerKind, farm: &FarmGuard) -> Result<(), 
         eprintln!("farm: ssh_mode_key_removed_without_a_daemon runs against ours only");
         return Ok(());
     }
-    const AUTO: &str = "[auto]
-name = Farm auto-login
-command = XFCE
-host = %HOSTS%
-broker-session-autologin = true
-";
     spread_sessions(farm)?;
     let removals = private_removals(farm)?;
     let broker = x2gobroker_systemtests::ssh::SshBroker::start(
@@ -776,23 +772,8 @@ host = %HOSTS%
 /// pending removals in a timer thread only, so its key stays behind: the
 /// scenario shows that (ARCHITECTURE.md D: agent failures).
 fn autologin_key_restart(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
-    let removals = TempDir::new("farm-removals")?;
-    let user = nix::unistd::User::from_name(&farm.broker_user)
-        .map_err(|e| e.to_string())?
-        .ok_or("no broker account")?;
-    nix::unistd::chown(removals.path(), Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(
-        removals.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .map_err(|e| e.to_string())?;
+    let removals = private_removals(farm)?;
     let config = CONFIG.replace("%REMOVALS%", &removals.path().to_string_lossy());
-    const AUTO: &str = "[auto]
-name = Farm auto-login
-command = XFCE
-host = %HOSTS%
-broker-session-autologin = true
-";
     spread_sessions(farm)?;
     let first = FarmBroker::start_with(kind, farm, &config, AUTO, None, false)?;
     let body = first.select("xbt-alice", "auto")?;
