@@ -88,7 +88,7 @@ async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::
             AuthOutcome::Unavailable
         }
         Err(e) => {
-            log::info!("pam: authentication of user {user} refused: {e}");
+            log::info!("pam: authentication of user {user:?} refused: {e}");
             match e {
                 ClientError::Refused(r) if matches!(r.kind, ErrorKind::Throttled { .. }) => {
                     AuthOutcome::Throttled
@@ -115,7 +115,7 @@ async fn https_get(user: &str, password: &str, cfg: &HttpsGetConfig) -> bool {
     match tokio::time::timeout(HTTPS_GET_TIMEOUT, https_get_status(cfg, &auth)).await {
         Ok(Ok(200)) => true,
         Ok(Ok(code)) => {
-            log::info!("https_get: user {user} refused with HTTP status {code}");
+            log::info!("https_get: user {user:?} refused with HTTP status {code}");
             false
         }
         Ok(Err(e)) => {

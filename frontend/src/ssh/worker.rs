@@ -3,7 +3,7 @@
 //! helper made (ARCHITECTURE.md P3). It checks
 //! that this is how it was started, reads the job (a typed task and the
 //! verified identity), refuses anything that disagrees with it,
-//! loads the system configuration (§3.10) and prints the task's output.
+//! loads the system configuration (ARCHITECTURE.md P10) and prints the task's output.
 
 use super::output::{self, Task, TaskError};
 use super::relay;

@@ -149,13 +149,20 @@ pub const AUTHORIZED_KEY_OPTIONS: &str =
     "command=\"/usr/lib/x2go/x2gobroker-agent\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty";
 
 /// The broker account's public keys as authorized_keys lines for the agent
-/// user on X2Go servers: RSA, then DSA, as the original publishes them.
+/// user on X2Go servers: RSA, then DSA, as the original publishes them,
+/// then Ed25519.
 pub fn published_keys(daemon_user: &str, hostname: &str) -> String {
     let Ok(Some(account)) = nix::unistd::User::from_name(daemon_user) else {
         return String::new();
     };
     let mut out = String::new();
-    for (file, kind) in [("id_rsa.pub", "ssh-rsa"), ("id_dsa.pub", "ssh-dss")] {
+    // Ed25519 too: mode SSH accepts an id_ed25519 broker key (the original
+    // knows only RSA and DSA).
+    for (file, kind) in [
+        ("id_rsa.pub", "ssh-rsa"),
+        ("id_dsa.pub", "ssh-dss"),
+        ("id_ed25519.pub", "ssh-ed25519"),
+    ] {
         let Ok(text) = std::fs::read_to_string(account.dir.join(".ssh").join(file)) else {
             continue;
         };
