@@ -53,10 +53,15 @@ pub fn take() -> Result<Option<Vec<Passed>>, String> {
     let mut passed = Vec::new();
     for index in 0..count {
         let raw = SD_LISTEN_FDS_START + index;
+        // A LISTEN_FDS larger than what was really passed must not make us
+        // own a descriptor that is not open.
+        nix::fcntl::fcntl(raw, nix::fcntl::FcntlArg::F_GETFD)
+            .map_err(|e| format!("LISTEN_FDS names descriptor {raw}, which is not open: {e}"))?;
         // SAFETY: LISTEN_PID names this process, so by the sd_listen_fds
         // protocol descriptors 3..3+LISTEN_FDS were opened for us and
-        // nothing else in this process owns them; each is taken exactly once
-        // (the variables are cleared above, so this cannot run twice).
+        // nothing else in this process owns them (and this one is open, as
+        // checked just above); each is taken exactly once (the variables are
+        // cleared above, so this cannot run twice).
         #[allow(unsafe_code)]
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         nix::fcntl::fcntl(

@@ -237,11 +237,11 @@ pub fn control_dir() -> Option<&'static Path> {
 }
 
 fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("cannot create: {e}"))?;
+    // Parallel calls may race to create it: whoever loses finds it made.
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create: {e}")),
     }
     let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
     if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
