@@ -152,25 +152,41 @@ impl Agent {
         Ok(self.call(user, "terminatesession", &[session]).await?.ok)
     }
 
-    /// `addauthkey`: `line` must be a validated authorized_keys line.
+    /// `addauthkey`: deploys `line` (an authorized_keys line as this broker
+    /// makes them) into `keys_file` of `user`.
     pub async fn add_authorized_key(
         &self,
         user: &str,
         line: &str,
         keys_file: &str,
     ) -> Result<bool, AgentError> {
-        let keys_file = quote::keys_path(keys_file)?;
-        Ok(self.call(user, "addauthkey", &[line, keys_file]).await?.ok)
+        self.authorized_key("addauthkey", user, line, keys_file).await
     }
 
+    /// `delauthkey`: the agent removes the line with a sed expression.
     pub async fn delete_authorized_key(
         &self,
         user: &str,
         line: &str,
         keys_file: &str,
     ) -> Result<bool, AgentError> {
+        self.authorized_key("delauthkey", user, line, keys_file).await
+    }
+
+    async fn authorized_key(
+        &self,
+        task: &str,
+        user: &str,
+        line: &str,
+        keys_file: &str,
+    ) -> Result<bool, AgentError> {
+        if !crate::core::autologin::is_deployable_line(line) {
+            return Err(AgentError(format!(
+                "refusing to send a key line the broker did not make to {task}"
+            )));
+        }
         let keys_file = quote::keys_path(keys_file)?;
-        Ok(self.call(user, "delauthkey", &[line, keys_file]).await?.ok)
+        Ok(self.call(user, task, &[line, keys_file]).await?.ok)
     }
 
     /// Where the agent runs, for log lines.
