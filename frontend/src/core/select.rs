@@ -35,16 +35,30 @@ impl AgentQueryMode {
 }
 
 /// The chosen server (what the client connects to).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Selected {
     /// The server's name in the profile's host list.
     pub host_name: String,
     /// Its address (`host=name (address)`), else the name.
     pub server: String,
     pub port: i64,
-    pub private_key: Option<String>,
+    /// An auto-login private key: wiped when dropped, never in Debug output.
+    pub private_key: Option<zeroize::Zeroizing<String>>,
     pub pubkey_accepted: bool,
     pub session_info: Option<String>,
+}
+
+impl std::fmt::Debug for Selected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Selected")
+            .field("host_name", &self.host_name)
+            .field("server", &self.server)
+            .field("port", &self.port)
+            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
+            .field("pubkey_accepted", &self.pubkey_accepted)
+            .field("session_info", &self.session_info)
+            .finish()
+    }
 }
 
 impl Selected {
@@ -498,5 +512,18 @@ mod tests {
             seen.insert(s.server);
         }
         assert!(seen.len() >= 2, "{seen:?}");
+    }
+
+    #[test]
+    fn a_private_key_never_reaches_debug_output() {
+        let mut s = Selected::plain("h1", 22);
+        s.private_key = Some(zeroize::Zeroizing::new(
+            "-----BEGIN RSA PRIVATE KEY-----\nsecret".into(),
+        ));
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("secret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 }

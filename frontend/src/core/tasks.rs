@@ -374,7 +374,7 @@ impl TaskContext<'_> {
             }
         }
         match private_key {
-            Some(key) => selected.private_key = Some(key.to_string()),
+            Some(key) => selected.private_key = Some(key),
             None => selected.pubkey_accepted = true,
         }
         Ok(())

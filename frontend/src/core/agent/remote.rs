@@ -36,6 +36,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// for the first three; ed25519 is ours).
 pub const BROKER_KEY_FILES: &[&str] = &["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
 
+/// Bound on ssh processes running at once in this process.
+pub const MAX_SSH_PROCESSES: usize = 64;
+static SSH_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_SSH_PROCESSES);
+
 /// An agent that answered this recently is used without a new `ping`.
 pub const ANSWERED_RECENTLY: Duration = Duration::from_secs(10);
 
@@ -386,6 +390,13 @@ impl RemoteAgent {
     }
 
     async fn run(&self, command: String) -> Result<Answer, AgentError> {
+        // Every ssh process counts against one bound (ARCHITECTURE.md P5):
+        // parallel pings of many requests cannot exhaust processes or
+        // descriptors; a call that waits too long for a slot fails.
+        let _slot = match tokio::time::timeout(AGENT_TIMEOUT, SSH_SLOTS.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(AgentError("too many agent calls in flight".into())),
+        };
         let target = self.target().await?;
         log::info!(
             "executing agent command on remote host {} ({target}:{}): {command}",
