@@ -334,8 +334,20 @@ impl RemoteAgent {
             return None;
         }
         let uid = nix::unistd::geteuid().as_raw();
+        let fresh = !sub.exists();
         match private_dir(&sub, uid) {
-            Ok(()) => Some(sub),
+            Ok(()) => {
+                if fresh {
+                    // Subdirectories of older known_hosts: empty once their
+                    // masters have ended (remove_dir leaves busy ones).
+                    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                        if entry.path() != sub {
+                            let _ = std::fs::remove_dir(entry.path());
+                        }
+                    }
+                }
+                Some(sub)
+            }
             Err(e) => {
                 log::warn!("{}: {e}, not multiplexing", sub.display());
                 None
