@@ -1,6 +1,7 @@
 //! The access check of every request: password (through the backend's
 //! auth mech), pre-shared cookie, dynamic cookies, address and age checks.
 
+use crate::core::audit::shown;
 use crate::core::authmech::{authenticate, AuthContext, AuthMech};
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
@@ -84,7 +85,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
         if !ok {
             log::warn!(
                 "authentication failed for user {} at ip {}",
-                cred.user,
+                shown(cred.user),
                 cred.client_ip
             );
             return Access::denied();
@@ -93,7 +94,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
         // (its audit line records it too).
         log::info!(
             "authentication succeeded for user {} at ip {}",
-            cred.user,
+            shown(cred.user),
             cred.client_ip
         );
         let record = CookieRecord {
@@ -106,7 +107,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
             match store.issue(cred.user, &record) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    log::error!("cannot store a cookie for user {}: {e}", cred.user);
+                    log::error!("cannot store a cookie for user {}: {e}", shown(cred.user));
                     return Access::denied();
                 }
             }
@@ -124,7 +125,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
         audit_cookie(cred, false);
         log::debug!(
             "user {} from {} presented a cookie which is not recognized",
-            cred.user,
+            shown(cred.user),
             cred.client_ip
         );
         return Access::denied();

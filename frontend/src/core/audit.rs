@@ -27,19 +27,53 @@ impl AuthOutcome {
     }
 }
 
+/// Longest client value shown in a log line; the rest is cut (a 65,000
+/// character user name must not fill the log).
+pub const SHOWN_MAX: usize = 64;
+
+/// A value a client sent, as it may appear in a log line: quoted, with
+/// control characters and quotes escaped (no forged lines), and cut at
+/// [`SHOWN_MAX`] characters.
+pub fn shown(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(SHOWN_MAX)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if value.chars().count() > SHOWN_MAX {
+        out.push_str(&format!("…({} bytes)", value.len()));
+    }
+    format!("\"{out}\"")
+}
+
 /// Logs and counts one decision. User names and addresses come from
-/// clients: they are quoted with escapes so they cannot forge log lines.
+/// clients: they appear through [`shown`].
 pub fn auth_decision(method: &str, user: &str, client: Option<&str>, outcome: AuthOutcome) {
     crate::core::stats::STATS.count_auth(outcome);
     let client = client.unwrap_or("-");
     let line = format!(
-        "auth method={method} user=\"{}\" client=\"{}\" outcome={}",
-        user.escape_debug(),
-        client.escape_debug(),
+        "auth method={method} user={} client={} outcome={}",
+        shown(user),
+        shown(client),
         outcome.as_str()
     );
     match outcome {
         AuthOutcome::Granted => log::info!(target: AUDIT_TARGET, "{line}"),
         _ => log::warn!(target: AUDIT_TARGET, "{line}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_values_are_escaped_and_bounded() {
+        assert_eq!(shown("xbt-alice"), "\"xbt-alice\"");
+        assert_eq!(shown("a\nforged line\r\"q\""), "\"a\\nforged line\\r\\\"q\\\"\"");
+        let long = "x".repeat(65_000);
+        let s = shown(&long);
+        assert!(s.len() < 100 && s.ends_with("…(65000 bytes)\""), "{s}");
     }
 }

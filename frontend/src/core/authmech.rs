@@ -88,7 +88,10 @@ async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::
             AuthOutcome::Unavailable
         }
         Err(e) => {
-            log::info!("pam: authentication of user {user:?} refused: {e}");
+            log::info!(
+                "pam: authentication of user {} refused: {e}",
+                crate::core::audit::shown(user)
+            );
             match e {
                 ClientError::Refused(r) if matches!(r.kind, ErrorKind::Throttled { .. }) => {
                     AuthOutcome::Throttled
@@ -115,7 +118,10 @@ async fn https_get(user: &str, password: &str, cfg: &HttpsGetConfig) -> bool {
     match tokio::time::timeout(HTTPS_GET_TIMEOUT, https_get_status(cfg, &auth)).await {
         Ok(Ok(200)) => true,
         Ok(Ok(code)) => {
-            log::info!("https_get: user {user:?} refused with HTTP status {code}");
+            log::info!(
+                "https_get: user {} refused with HTTP status {code}",
+                crate::core::audit::shown(user)
+            );
             false
         }
         Ok(Err(e)) => {

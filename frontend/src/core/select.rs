@@ -8,6 +8,7 @@
 //! enabled) with fail-over to the next host.
 
 use crate::core::agent::{Agent, SessionLine};
+use crate::core::audit::shown;
 use crate::core::hostnames;
 pub use crate::core::portscan::{PortScanner, TcpPortScanner};
 use crate::core::profiles::Selection;
@@ -187,7 +188,7 @@ pub async fn select_session(
             };
             let (sessions, counts) = tokio::join!(a.list_sessions(user), counts);
             let sessions = sessions.unwrap_or_else(|e| {
-                log::warn!("listing the sessions of {user}: {e}");
+                log::warn!("listing the sessions of {}: {e}", shown(user));
                 Vec::new()
             });
             (sessions, counts.and_then(Result::ok))
@@ -231,7 +232,11 @@ pub async fn select_session(
             } else if let Some(running) = on_profile("R") {
                 if let Some((a, user)) = agent.with_user() {
                     if let Err(e) = a.suspend_session(user, running.name()).await {
-                        log::error!("suspending session {} of {user}: {e}", running.name());
+                        log::error!(
+                            "suspending session {} of {}: {e}",
+                            shown(running.name()),
+                            shown(user)
+                        );
                     }
                 }
                 tokio::time::sleep(TAKEOVER_PAUSE).await;

@@ -5,6 +5,7 @@
 use crate::core::access::Access;
 use crate::core::agent::remote::{self, HostKeyPolicy};
 use crate::core::agent::{self, Agent, LocalAgent, RemoteAgent, SessionLine};
+use crate::core::audit::shown;
 use crate::core::autologin;
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
@@ -366,8 +367,9 @@ impl TaskContext<'_> {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
                     log::error!(
-                        "auto-login: the {} did not deploy the key for {login}",
-                        agent.describe()
+                        "auto-login: the {} did not deploy the key for {}",
+                        agent.describe(),
+                        shown(login)
                     );
                     return Err(TaskFailed);
                 }
@@ -432,7 +434,7 @@ impl TaskContext<'_> {
         }) {
             log::warn!(
                 "user {} may not use profile {}, no server handed out",
-                self.fields.user,
+                shown(&self.fields.user),
                 profile.id
             );
             return Ok(select::no_such_profile());
