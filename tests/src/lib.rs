@@ -15,5 +15,8 @@ pub mod support;
 /// A systemd booted in private namespaces on an overlay of / (live unit and package tests).
 pub mod live;
 
+/// A private Xvfb display for tests that run X clients.
+pub mod xvfb;
+
 /// SSH-mode test support: helper with a task configuration, runs as real users, sshd.
 pub mod ssh;

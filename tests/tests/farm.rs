@@ -21,6 +21,7 @@ use x2gobroker_systemtests::compliance::broker::{self, BrokerKind, BrokerSetup, 
 use x2gobroker_systemtests::compliance::http::{self, form_encode, Outgoing};
 use x2gobroker_systemtests::compliance::scenario::Listen;
 use x2gobroker_systemtests::farm::{poll, Farm, FarmGuard, Status};
+use x2gobroker_systemtests::xvfb::Xvfb;
 
 const AGENT: &str = "/usr/lib/x2go/x2gobroker-agent";
 /// The original removes an auto-login key 20 s after handing it out
@@ -604,49 +605,6 @@ fn ssh_mode_autologin_removal(kind: BrokerKind, farm: &FarmGuard) -> Result<(), 
     })
 }
 
-/// A local X display for X2Go clients (Xvfb), stopped on drop.
-struct Xvfb {
-    child: std::process::Child,
-    display: String,
-}
-
-impl Xvfb {
-    fn start() -> Result<Xvfb, String> {
-        let free = |n: &u32| {
-            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        };
-        let number = (90..120).find(free).ok_or("no free X display number")?;
-        let display = format!(":{number}");
-        let child = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-nolisten",
-                "tcp",
-                "-screen",
-                "0",
-                "1024x768x24",
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("Xvfb: {e}"))?;
-        let socket = format!("/tmp/.X11-unix/X{number}");
-        poll("Xvfb's socket", Duration::from_secs(30), || {
-            Path::new(&socket).exists().then_some(())
-        })?;
-        Ok(Xvfb { child, display })
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const PYHOCA_CONFIG: &str = "[global]
 require-password = true
 default-auth-mech = pam
@@ -673,7 +631,7 @@ command = sleep 600
 host = %HOSTS%
 ";
     let b = FarmBroker::start_with(kind, farm, PYHOCA_CONFIG, profiles, None, true)?;
-    let x = Xvfb::start()?;
+    let x = Xvfb::start("1024x768x24")?;
     let home = TempDir::new("pyhoca-home")?;
     // Test users' leftovers of an earlier run would count as sessions.
     let _ = Command::new("pkill").args(["-u", USER.0]).status();

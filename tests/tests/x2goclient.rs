@@ -7,64 +7,39 @@
 //! `target/x2goclient-artefacts/`. Every wait polls with a deadline.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use x2gobroker_systemtests::helper::{target_profile_dir, user_ids, RunningHelper, TestDir, ALICE, BOB};
 use x2gobroker_systemtests::ssh::{run_with_deadline, ssh_binary, HttpDaemon, SshBroker, Sshd, COOKIES, DIR};
 use x2gobroker_systemtests::support::{require_root, PROFILES};
+use x2gobroker_systemtests::xvfb::Xvfb;
 
 /// Longest wait for the client to show something (Qt start-up and OCR on
 /// two shared cores).
 const CLIENT_DEADLINE: Duration = Duration::from_secs(45);
 
-/// An Xvfb display of its own (`-displayfd` picks a free number).
+/// An Xvfb display of its own, with the X tools the tests use on it.
 struct Display {
-    xvfb: Child,
-    _number_pipe: ChildStdout,
-    name: String,
+    xvfb: Xvfb,
 }
 
 impl Display {
     fn start() -> Display {
-        let mut xvfb = Command::new("Xvfb")
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1280x1024x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb must be installed (scripts/setup-test-env.sh)");
-        // Xvfb writes the display number once it accepts connections; a
-        // read on the pipe ends at that line or when Xvfb dies.
-        let mut reader = BufReader::new(xvfb.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read the display number");
-        let number: u32 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("Xvfb gave no display number ({line:?}): {:?}", xvfb.try_wait()));
-        Display {
-            xvfb,
-            _number_pipe: reader.into_inner(),
-            name: format!(":{number}"),
-        }
+        let xvfb = Xvfb::start("1280x1024x24").unwrap_or_else(|e| panic!("{e}"));
+        Display { xvfb }
+    }
+
+    fn name(&self) -> &str {
+        &self.xvfb.display
     }
 
     /// Runs an X tool against this display; its stdout.
     fn run(&self, program: &str, args: &[&str]) -> String {
         let mut command = Command::new(program);
-        command.args(args).env("DISPLAY", &self.name);
+        command.args(args).env("DISPLAY", self.name());
         let out = run_with_deadline(command);
         assert_eq!(out.code, 0, "{program} {args:?}: {}", out.stderr);
         out.stdout
@@ -86,16 +61,9 @@ impl Display {
         let mut command = Command::new("xdotool");
         command
             .args(["search", "--name", &format!("^{title}$")])
-            .env("DISPLAY", &self.name);
+            .env("DISPLAY", self.name());
         let out = run_with_deadline(command);
         out.stdout.lines().next().map(str::to_owned)
-    }
-}
-
-impl Drop for Display {
-    fn drop(&mut self) {
-        let _ = self.xvfb.kill();
-        let _ = self.xvfb.wait();
     }
 }
 
@@ -121,7 +89,7 @@ impl Client {
             .arg(format!("HOME={}", home.display()))
             .arg(format!("USER={user}"))
             .arg(format!("LOGNAME={user}"))
-            .arg(format!("DISPLAY={}", display.name))
+            .arg(format!("DISPLAY={}", display.name()))
             .args(["x2goclient", "--debug", "--no-menu"])
             .args(args)
             .stdin(Stdio::null())
