@@ -432,8 +432,9 @@ fn capabilities_are_reduced_in_every_thread() {
     const CAP_KILL: u64 = 1 << 5;
     const CAP_SETGID: u64 = 1 << 6;
     const CAP_SETUID: u64 = 1 << 7;
+    const CAP_SYS_PTRACE: u64 = 1 << 19;
     const CAP_AUDIT_WRITE: u64 = 1 << 29;
-    let expected = CAP_KILL | CAP_SETGID | CAP_SETUID | CAP_AUDIT_WRITE;
+    let expected = CAP_KILL | CAP_SETGID | CAP_SETUID | CAP_SYS_PTRACE | CAP_AUDIT_WRITE;
     let helper = RunningHelper::start("caps", &[]);
     // Make the runtime's worker and PAM threads exist before looking.
     assert_authenticated(helper.authenticate(ALICE.0, ALICE.1, None));
