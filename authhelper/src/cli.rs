@@ -102,7 +102,8 @@ pub struct Options {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_connections_per_user: u32,
 
-    /// Connections only root and the daemon user may take.
+    /// Connections only root and the daemon user may take (at most half
+    /// of --max-connections).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=4096))]
     pub reserved_connections: u32,
 

@@ -87,7 +87,7 @@ pub fn run(options: Options) -> Result<(), String> {
     let limits = ConnectionLimits {
         total: options.max_connections as usize,
         per_user: options.max_connections_per_user as usize,
-        reserved: options.reserved_connections as usize,
+        reserved: (options.reserved_connections.min(options.max_connections / 2)) as usize,
     };
     let result = runtime.block_on(async {
         let socket = tokio::net::UnixListener::from_std(
