@@ -1,5 +1,5 @@
 //! Failure throttling, fair to everyone behind one address and to users
-//! attacked from elsewhere (docs/OPERATIONS.md "Throttling").
+//! attacked from elsewhere (docs/OPERATIONS.md "Login throttling").
 //!
 //! Three kinds of key, each with its own threshold: the (user, address)
 //! pair (low), the user across all addresses (distributed guessing) and the
@@ -38,16 +38,6 @@ enum Key {
     Address(String),
 }
 
-impl Key {
-    fn scope(&self) -> &'static str {
-        match self {
-            Key::Pair(..) => "user at this address",
-            Key::User(_) => "user, all addresses",
-            Key::Address(_) => "address, all users",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     score: f64,
@@ -56,7 +46,7 @@ struct Entry {
     good_until: Option<Instant>,
 }
 
-/// Why an attempt may not run now.
+/// Why an attempt may not run now (`scope`: which key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Throttled {
     pub scope: &'static str,
@@ -68,11 +58,12 @@ pub struct Throttle {
     entries: Mutex<HashMap<Key, Entry>>,
 }
 
-/// An attempt in flight: it counts against its keys until it is decided.
-/// Dropped undecided (PAM error, timeout), it counts for nothing.
+/// An attempt in flight: it counts against its keys until dropped, then as
+/// decided (`succeeded`, `failed`); undecided (PAM error, timeout) as nothing.
 pub struct Attempt<'a> {
     throttle: &'a Throttle,
     keys: Vec<Key>,
+    outcome: Option<(bool, Instant)>,
 }
 
 impl Throttle {
@@ -88,17 +79,16 @@ impl Throttle {
         entry.score * 0.5f64.powf(elapsed / self.limits.half_life.as_secs_f64())
     }
 
-    fn threshold(&self, key: &Key) -> f64 {
-        f64::from(match key {
-            Key::Pair(..) => self.limits.per_pair,
-            Key::User(_) => self.limits.per_user,
-            Key::Address(_) => self.limits.per_address,
-        })
+    fn threshold_and_scope(&self, key: &Key) -> (u32, &'static str) {
+        match key {
+            Key::Pair(..) => (self.limits.per_pair, "user at this address"),
+            Key::User(_) => (self.limits.per_user, "user, all addresses"),
+            Key::Address(_) => (self.limits.per_address, "address, all users"),
+        }
     }
 
     /// The single entry point: may `user` try from `address` now? If so,
-    /// the attempt counts from now on; decide it with [`Attempt::succeeded`]
-    /// or [`Attempt::failed`].
+    /// the attempt counts from now on.
     pub fn begin(&self, user: &str, address: Option<&str>, now: Instant) -> Result<Attempt<'_>, Throttled> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let exempt = address
@@ -107,80 +97,57 @@ impl Throttle {
         let mut keys = vec![Key::User(user.to_string())];
         if let (Some(address), false) = (address, exempt) {
             let pair = Key::Pair(user.to_string(), address.to_string());
-            let known_good = entries
-                .get(&pair)
-                .and_then(|e| e.good_until)
-                .is_some_and(|until| until > now);
-            keys = if known_good {
-                vec![pair]
-            } else {
-                vec![pair, keys.remove(0), Key::Address(address.to_string())]
+            let good_until = entries.get(&pair).and_then(|e| e.good_until);
+            keys = match good_until.is_some_and(|until| until > now) {
+                true => vec![pair],
+                false => vec![pair, keys.remove(0), Key::Address(address.to_string())],
             };
         }
         for key in &keys {
             let Some(entry) = entries.get(key) else { continue };
-            let release = (self.threshold(key) - 1.0).max(0.5);
-            let load = self.decayed(entry, now) + f64::from(entry.in_flight);
-            if load > release + 1e-9 {
-                // Until the score has decayed below what the attempts in
-                // flight leave free (or about PAM's failure delay).
-                let free = release - f64::from(entry.in_flight);
-                let wait = if free > 0.0 {
-                    self.limits.half_life.as_secs_f64() * (self.decayed(entry, now) / free).log2()
-                } else {
-                    2.0
+            let (threshold, scope) = self.threshold_and_scope(key);
+            let release = (f64::from(threshold) - 1.0).max(0.5);
+            let (score, in_flight) = (self.decayed(entry, now), f64::from(entry.in_flight));
+            if score + in_flight > release + 1e-9 {
+                // Until the score has decayed to what the attempts in flight
+                // leave free, or about PAM's failure delay.
+                let wait = match release - in_flight {
+                    free if free > 0.0 => self.limits.half_life.as_secs_f64() * (score / free).log2(),
+                    _ => 2.0,
                 };
+                let retry_after_secs = wait.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
                 return Err(Throttled {
-                    scope: key.scope(),
-                    retry_after_secs: wait.ceil().clamp(1.0, f64::from(u32::MAX)) as u32,
+                    scope,
+                    retry_after_secs,
                 });
             }
         }
-        self.make_room(&mut entries, now);
+        if entries.len() >= MAX_KEYS {
+            let idle = |e: &Entry| e.in_flight == 0 && e.good_until.is_none_or(|u| u <= now);
+            entries.retain(|_, e| !idle(e) || self.decayed(e, now) >= 0.01);
+            // Still full: forget the older half rather than grow.
+            let mut ages: Vec<Instant> = entries.values().map(|e| e.at).collect();
+            ages.sort();
+            let cutoff = ages
+                .get(ages.len() / 2)
+                .copied()
+                .filter(|_| ages.len() >= MAX_KEYS);
+            entries.retain(|_, e| e.in_flight > 0 || cutoff.map_or(true, |c| e.at > c));
+        }
         for key in &keys {
-            let entry = entries.entry(key.clone()).or_insert(Entry {
+            let fresh = Entry {
                 score: 0.0,
                 at: now,
                 in_flight: 0,
                 good_until: None,
-            });
-            entry.in_flight += 1;
-        }
-        Ok(Attempt { throttle: self, keys })
-    }
-
-    fn make_room(&self, entries: &mut HashMap<Key, Entry>, now: Instant) {
-        if entries.len() < MAX_KEYS {
-            return;
-        }
-        let forgotten = |e: &Entry| {
-            e.in_flight == 0 && self.decayed(e, now) < 0.01 && e.good_until.is_none_or(|u| u <= now)
-        };
-        entries.retain(|_, e| !forgotten(e));
-        if entries.len() >= MAX_KEYS {
-            // Still full: forget the oldest idle half rather than grow.
-            let mut ages: Vec<Instant> = entries.values().map(|e| e.at).collect();
-            ages.sort();
-            let cutoff = ages[ages.len() / 2];
-            entries.retain(|_, e| e.in_flight > 0 || e.at > cutoff);
-        }
-    }
-
-    fn finish(&self, keys: &[Key], failed: bool, now: Instant) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        for key in keys {
-            let score = entries.get(key).map_or(0.0, |e| self.decayed(e, now));
-            let Some(entry) = entries.get_mut(key) else {
-                continue;
             };
-            entry.in_flight = entry.in_flight.saturating_sub(1);
-            if failed {
-                (entry.score, entry.at) = (score + 1.0, now);
-            } else if let Key::Pair(..) = key {
-                (entry.score, entry.at) = (0.0, now);
-                entry.good_until = Some(now + self.limits.remember_success);
-            }
+            entries.entry(key.clone()).or_insert(fresh).in_flight += 1;
         }
+        Ok(Attempt {
+            throttle: self,
+            keys,
+            outcome: None,
+        })
     }
 }
 
@@ -188,22 +155,30 @@ impl Attempt<'_> {
     /// A success clears its pair and makes it known good; the user's and
     /// the address's other failures still count.
     pub fn succeeded(mut self, now: Instant) {
-        let keys = std::mem::take(&mut self.keys);
-        self.throttle.finish(&keys, false, now);
+        self.outcome = Some((false, now));
     }
 
     pub fn failed(mut self, now: Instant) {
-        let keys = std::mem::take(&mut self.keys);
-        self.throttle.finish(&keys, true, now);
+        self.outcome = Some((true, now));
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        let mut entries = self.throttle.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let throttle = self.throttle;
+        let mut entries = throttle.entries.lock().unwrap_or_else(|p| p.into_inner());
         for key in &self.keys {
-            if let Some(entry) = entries.get_mut(key) {
-                entry.in_flight = entry.in_flight.saturating_sub(1);
+            let Some(entry) = entries.get_mut(key) else {
+                continue;
+            };
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            match self.outcome {
+                Some((true, now)) => (entry.score, entry.at) = (throttle.decayed(entry, now) + 1.0, now),
+                Some((false, now)) if matches!(key, Key::Pair(..)) => {
+                    (entry.score, entry.at) = (0.0, now);
+                    entry.good_until = Some(now + throttle.limits.remember_success);
+                }
+                _ => {}
             }
         }
     }
