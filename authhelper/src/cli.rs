@@ -66,7 +66,7 @@ pub struct Options {
     pub pam_timeout: Duration,
 
     /// Recent failures of one user at one client address that throttle
-    /// that pair (docs/OPERATIONS.md "Throttling").
+    /// that pair (docs/OPERATIONS.md "Login throttling").
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub throttle_threshold: u32,
 

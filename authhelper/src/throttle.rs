@@ -132,7 +132,7 @@ impl Throttle {
                 .get(ages.len() / 2)
                 .copied()
                 .filter(|_| ages.len() >= MAX_KEYS);
-            entries.retain(|_, e| e.in_flight > 0 || cutoff.map_or(true, |c| e.at > c));
+            entries.retain(|_, e| e.in_flight > 0 || cutoff.is_none_or(|c| e.at > c));
         }
         for key in &keys {
             let fresh = Entry {
@@ -330,5 +330,25 @@ mod tests {
             t.begin("erin", None, now).unwrap().failed(now);
         }
         assert!(t.begin("erin", None, now).is_err());
+    }
+
+    #[test]
+    fn memory_is_bounded_and_recent_failures_survive() {
+        let t = throttle(&[]);
+        let start = Instant::now();
+        for i in 0..MAX_KEYS {
+            let at = start + Duration::from_secs(if i < MAX_KEYS / 2 { 0 } else { 1 });
+            t.begin(&format!("u{i}"), None, at).unwrap().failed(at);
+        }
+        let later = start + Duration::from_secs(2);
+        for _ in 0..6 {
+            t.begin("recent", None, later).unwrap().failed(later);
+        }
+        let kept = t.entries.lock().unwrap().len();
+        assert!(kept <= MAX_KEYS / 2 + 1, "{kept}");
+        assert!(
+            t.begin("recent", None, later).is_err(),
+            "the newest failures are kept"
+        );
     }
 }
