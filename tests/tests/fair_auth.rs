@@ -106,6 +106,7 @@ fn a_local_user_holding_helper_connections_does_not_block_http_logins() {
 #[test]
 fn another_user_logs_in_from_the_address_of_a_storm() {
     let b = broker("xhf-storm", &[]);
+    let started = std::time::Instant::now();
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for i in 0..8 {
@@ -138,9 +139,11 @@ fn another_user_logs_in_from_the_address_of_a_storm() {
         "{log}"
     );
     assert!(audited(BEN.0, "outcome=success"), "{log}");
-    // In flight already counts: no more than the threshold reached PAM.
+    // In flight already counts: no more than the threshold reached PAM
+    // (then one more each time a failure has decayed, after about 19 s).
     let refused = log.lines().filter(|l| l.contains("outcome=refused")).count();
-    assert_eq!(refused, 5, "{log}");
+    let decayed = started.elapsed().as_secs() as usize / 19;
+    assert!((5..=5 + decayed).contains(&refused), "{refused}: {log}");
 }
 
 /// Attack 4, second part. Before: five wrong passwords for Anna from one
