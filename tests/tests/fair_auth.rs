@@ -1,7 +1,7 @@
 //! Issue 10, attacks 3 and 4, against the real helper, real PAM and the
 //! real HTTP daemon: a local user holding helper connections; a storm of
 //! wrong passwords for one user from one address; a few wrong passwords
-//! locking that user out elsewhere. Client addresses are 127.0.0.0/8
+//! locking that user out elsewhere; one user's storm taking all PAM threads. Client addresses are 127.0.0.0/8
 //! source addresses (curl --interface).
 //!
 //! Each was checked to fail on the code before this change: that helper
@@ -170,4 +170,52 @@ fn wrong_passwords_from_one_address_do_not_lock_the_user_out_elsewhere() {
     assert_eq!(status, 401, "{body}");
     let log = b.helper.log();
     assert!(log.contains("outcome=throttled (user at this address"), "{log}");
+}
+
+/// One user's (or one address's) storm gets its share of the PAM threads,
+/// not all of them: with 4 threads, 2 per key, 8 failing logins for Anna
+/// from one address leave room for Ben, who finishes first. Before: the
+/// helper had no per-key share (--pam-threads-per-key did not exist; with
+/// --pam-threads 4 alone Ben waited for Anna's failures).
+#[test]
+fn a_storm_gets_its_share_of_pam_threads_not_all() {
+    use std::sync::atomic::AtomicUsize;
+    let helper = RunningHelper::start(
+        "xhf-pamshare",
+        &[
+            "--pam-threads",
+            "4",
+            "--pam-threads-per-key",
+            "2",
+            "--throttle-threshold",
+            "1000",
+        ],
+    );
+    let finished = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let storm: Vec<_> = (0..8)
+            .map(|i| {
+                let (helper, finished) = (&helper, &finished);
+                scope.spawn(move || {
+                    let result = helper.authenticate(ANNA.0, &format!("wrong-{i}"), Some("192.0.2.60"));
+                    assert!(result.is_err(), "{result:?}");
+                    finished.fetch_add(1, Ordering::SeqCst)
+                })
+            })
+            .collect();
+        wait_until("8 failing logins in flight", || {
+            helper.status().counters.in_flight == 8
+        });
+        let ben = helper.authenticate(BEN.0, BEN.1, Some("192.0.2.61"));
+        let ben_finished = finished.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            matches!(ben, Ok(x2gobroker_protocol::Response::Authenticated)),
+            "{ben:?}"
+        );
+        let first_failure = storm.into_iter().map(|t| t.join().expect("storm thread")).min();
+        assert!(
+            first_failure.is_some_and(|first| ben_finished < first),
+            "ben finished as #{ben_finished}, the first failure as #{first_failure:?}"
+        );
+    });
 }
