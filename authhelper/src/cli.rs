@@ -143,6 +143,7 @@ pub struct Options {
     pub ssh_tasks_per_user: u32,
 }
 
+/// `--ssh-without-sshd` (docs/OPERATIONS.md "SSH-mode client address").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WithoutSshd {
     Local,

@@ -84,11 +84,6 @@ pub fn run(options: Options) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let limits = ConnectionLimits {
-        total: options.max_connections as usize,
-        per_user: options.max_connections_per_user as usize,
-        reserved: (options.reserved_connections.min(options.max_connections / 2)) as usize,
-    };
     let result = runtime.block_on(async {
         let socket = tokio::net::UnixListener::from_std(
             listener.socket.try_clone().map_err(|e| format!("socket: {e}"))?,
@@ -103,7 +98,7 @@ pub fn run(options: Options) -> Result<(), String> {
         if let Err(e) = crate::worker_launch::check_program(&state.ssh_tasks.program) {
             log::warn!("SSH-mode tasks will be refused until this is fixed: {e}");
         }
-        serve(socket, state, limits).await
+        serve(socket, state, &options).await
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     drop(listener);
@@ -111,19 +106,12 @@ pub fn run(options: Options) -> Result<(), String> {
     result
 }
 
-/// Connections: in total; per uid other than root and the daemon user; and
-/// how many of the total only those two may take (HTTP logins need them).
-struct ConnectionLimits {
-    total: usize,
-    per_user: usize,
-    reserved: usize,
-}
-
-async fn serve(
-    socket: tokio::net::UnixListener,
-    state: Arc<State>,
-    limits: ConnectionLimits,
-) -> Result<(), String> {
+/// Connections: `--max-connections` in total; a uid other than root and
+/// the daemon user's at most `--max-connections-per-user`, and all of those
+/// together what `--reserved-connections` leaves (HTTP logins need them).
+async fn serve(socket: tokio::net::UnixListener, state: Arc<State>, options: &Options) -> Result<(), String> {
+    let total = options.max_connections as usize;
+    let unprivileged_total = total - (options.reserved_connections.min(options.max_connections / 2)) as usize;
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
@@ -141,8 +129,8 @@ async fn serve(
                     };
                     let privileged = state.policy.admits(Who::DaemonOrRoot, &peer);
                     let (per_user, total) = match privileged {
-                        true => (None, limits.total),
-                        false => (Some(limits.per_user), limits.total.saturating_sub(limits.reserved)),
+                        true => (None, total),
+                        false => (Some(options.max_connections_per_user as usize), unprivileged_total),
                     };
                     match connection_slots.try_take(peer.uid, per_user, total) {
                         Ok(slot) => {
@@ -210,34 +198,22 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
             Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
         };
         Stats::bump(&state.stats.requests);
-        let Some(&(_, who, refusal, handler)) = REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request))
-        else {
-            let reply = error(ErrorKind::BadRequest, "Hello was already exchanged");
-            if send_within(state.read_timeout, &mut stream, &reply)
-                .await
-                .is_err()
-                || !privileged
-            {
-                return;
+        let (response, refused) = match REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request)) {
+            None => (error(ErrorKind::BadRequest, "Hello was already exchanged"), true),
+            Some(&(_, who, _, handler)) if state.policy.admits(who, &peer) => {
+                match handler(&mut stream, request, &peer, state).await {
+                    Some(response) => (response, false),
+                    // The handler answered (a stream of frames) and the connection ends.
+                    None => return,
+                }
             }
-            continue;
-        };
-        let mut refused = false;
-        let response = if state.policy.admits(who, &peer) {
-            match handler(&mut stream, request, &peer, state).await {
-                Some(response) => response,
-                // The handler answered (a stream of frames) and the connection ends.
-                None => return,
+            Some(&(_, _, refusal, _)) => {
+                Stats::bump(&state.stats.policy_denials);
+                let outcome = format!("denied by policy ({refusal})");
+                audit::decision(&peer, &audit_action(&request, state), &outcome);
+                let reply = error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid));
+                (reply, true)
             }
-        } else {
-            Stats::bump(&state.stats.policy_denials);
-            refused = true;
-            audit::decision(
-                &peer,
-                &audit_action(&request, state),
-                &format!("denied by policy ({refusal})"),
-            );
-            error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid))
         };
         if send_within(state.read_timeout, &mut stream, &response)
             .await
