@@ -197,4 +197,35 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn throttling_and_fairness_defaults_are_the_documented_ones() {
+        let o = Options::try_parse_from(["x"]).unwrap();
+        let thresholds = (
+            o.throttle_threshold,
+            o.throttle_user_threshold,
+            o.throttle_address_threshold,
+        );
+        assert_eq!(thresholds, (5, 20, 30));
+        assert_eq!(o.throttle_half_life, Duration::from_secs(60));
+        assert_eq!(o.throttle_remember_success, Duration::from_secs(86400));
+        let limits = (
+            o.pam_threads_per_key,
+            o.max_connections_per_user,
+            o.reserved_connections,
+        );
+        assert_eq!(limits, (4, 8, 64));
+        assert_eq!(o.ssh_without_sshd, WithoutSshd::Local);
+        // The examples in etc/default/x2gobroker-authhelper parse.
+        let examples = include_str!("../../etc/default/x2gobroker-authhelper");
+        for line in examples
+            .lines()
+            .filter_map(|l| l.strip_prefix("#AUTHHELPER_OPTS="))
+        {
+            let args = std::iter::once("x").chain(line.split(' '));
+            assert!(Options::try_parse_from(args).is_ok(), "{line}");
+        }
+        let exempt = Options::try_parse_from(["x", "--throttle-exempt", "10.0.0.0/33"]);
+        assert!(exempt.is_err(), "a bad network is a start-up error");
+    }
 }
