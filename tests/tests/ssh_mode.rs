@@ -854,17 +854,18 @@ fn compliance_an_empty_user_is_the_login_name() {
 
 /// The original takes the client address from the caller's SSH_CLIENT;
 /// ours ignores a local caller's (D: SSH-mode client address): it sees
-/// 127.0.0.1, as both do without SSH_CLIENT. Over a real sshd:
-/// client_address_comes_from_the_sshd_session_not_from_ssh_client.
+/// 127.0.0.1, as both do without SSH_CLIENT (or, when the tests run in an
+/// SSH session, that session's client: never in the TEST-NET used here).
+/// Over a real sshd: client_address_comes_from_the_sshd_session_not_from_ssh_client.
 #[test]
 fn compliance_client_address_acls_use_ssh_client() {
     let profiles = format!(
-        "{PROFILES}\n[intranet]\nname = Intranet\nacl-clients-allow = 10.0.0.0/8\nacl-clients-deny = ALL\nacl-clients-order = allow-deny\n"
+        "{PROFILES}\n[intranet]\nname = Intranet\nacl-clients-allow = 198.51.100.0/24\nacl-clients-deny = ALL\nacl-clients-order = allow-deny\n"
     );
     let fx = SshBroker::start("compliance-clients", &config(), &profiles);
     let local = ["alice-desktop", "staff-terminal"];
     for side in sides() {
-        let env = [("SSH_CLIENT", "10.1.2.3 40000 22")];
+        let env = [("SSH_CLIENT", "198.51.100.3 40000 22")];
         let out = run_side(&fx, side, ALICE.0, &["--task", "listsessions"], &env);
         let expected: &[&str] = match side {
             Side::Original => &["alice-desktop", "intranet", "staff-terminal"],
