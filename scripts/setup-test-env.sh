@@ -46,6 +46,9 @@ USERS=(
   "xbt-frank:Frank-pw-6:"
   "xbt-locked:Locked-pw-7:"
   "xbt-expired:Expired-pw-8:"
+  "xhf-anna:Anna-pw-1:"
+  "xhf-ben:Ben-pw-2:"
+  "xhf-mallory:Mallory-pw-3:x2gobroker-users"
 )
 for entry in "${USERS[@]}"; do
   IFS=: read -r name pw groups <<<"$entry"

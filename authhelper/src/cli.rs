@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use x2gobroker_protocol::paths::{AUTHSERVICE_SOCKET_ENV, DAEMON_USER_ENV, DEFAULT_AUTHSERVICE_SOCKET};
+use x2gobroker_sys::cli_values::{parse_bool_flag, parse_mode, parse_seconds};
 
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
@@ -64,13 +65,53 @@ pub struct Options {
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     pub pam_timeout: Duration,
 
-    /// Recent failures (per user, per client address) that throttle PAM.
+    /// Recent failures of one user at one client address that throttle
+    /// that pair (docs/OPERATIONS.md "Login throttling").
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub throttle_threshold: u32,
 
-    /// Half-life in seconds of the failure count used for throttling.
+    /// Recent failures of one user across all addresses that throttle the
+    /// user at addresses where she has not logged in lately.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub throttle_user_threshold: u32,
+
+    /// Recent failures at one address across all users that throttle the
+    /// address for users who have not logged in from it lately.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub throttle_address_threshold: u32,
+
+    /// Half-life in seconds of the failure counts used for throttling.
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
     pub throttle_half_life: Duration,
+
+    /// Seconds a successful login keeps its (user, address) pair free of
+    /// the per-user and per-address thresholds.
+    #[arg(long, default_value = "86400", value_parser = parse_seconds)]
+    pub throttle_remember_success: Duration,
+
+    /// Network (CIDR) whose addresses are throttled per user only
+    /// (repeatable), e.g. a reverse proxy or an office NAT.
+    #[arg(long = "throttle-exempt", value_name = "CIDR")]
+    pub throttle_exempt: Vec<ipnet::IpNet>,
+
+    /// Most PAM transactions running at once for one user or one address.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub pam_threads_per_key: u32,
+
+    /// Most connections one uid other than root and the daemon user holds.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_connections_per_user: u32,
+
+    /// Connections only root and the daemon user may take (at most half
+    /// of --max-connections).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub reserved_connections: u32,
+
+    /// A caller that runs under no sshd session (local, not over SSH):
+    /// `local` treats it as the original treats a missing SSH_CLIENT
+    /// (127.0.0.1), `refuse` refuses its tasks.
+    #[arg(long, value_enum, default_value = "local")]
+    pub ssh_without_sshd: WithoutSshd,
 
     /// Syslog socket for the log and the audit trail (facility authpriv).
     #[arg(long, env = "X2GOBROKER_AUTHHELPER_SYSLOG_SOCKET", default_value = DEFAULT_SYSLOG_SOCKET)]
@@ -102,6 +143,13 @@ pub struct Options {
     pub ssh_tasks_per_user: u32,
 }
 
+/// `--ssh-without-sshd` (docs/OPERATIONS.md "SSH-mode client address").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WithoutSshd {
+    Local,
+    Refuse,
+}
+
 impl Options {
     /// The PAM services requests may name; the default comes first.
     pub fn pam_allow_list(&self) -> Vec<String> {
@@ -112,32 +160,6 @@ impl Options {
             }
         }
         list
-    }
-}
-
-fn parse_mode(s: &str) -> Result<u32, String> {
-    let mode =
-        u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|e| format!("not an octal mode: {e}"))?;
-    if mode > 0o777 {
-        return Err("mode must be at most 0777".into());
-    }
-    Ok(mode)
-}
-
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.parse().map_err(|e| format!("not a number of seconds: {e}"))?;
-    if !(0.01..=86400.0).contains(&secs) {
-        return Err("must be between 0.01 and 86400 seconds".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// X2GOBROKER_DEBUG uses the original's boolean spellings.
-fn parse_bool_flag(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "yes" | "true" | "on" => Ok(true),
-        "0" | "no" | "false" | "off" | "" => Ok(false),
-        other => Err(format!("not a boolean: {other}")),
     }
 }
 
@@ -177,11 +199,33 @@ mod tests {
     }
 
     #[test]
-    fn modes_and_seconds_are_validated() {
-        assert!(parse_mode("0777").is_ok());
-        assert!(parse_mode("1777").is_err());
-        assert!(parse_mode("rw").is_err());
-        assert_eq!(parse_seconds("0.5").unwrap(), Duration::from_millis(500));
-        assert!(parse_seconds("-1").is_err());
+    fn throttling_and_fairness_defaults_are_the_documented_ones() {
+        let o = Options::try_parse_from(["x"]).unwrap();
+        let thresholds = (
+            o.throttle_threshold,
+            o.throttle_user_threshold,
+            o.throttle_address_threshold,
+        );
+        assert_eq!(thresholds, (5, 20, 30));
+        assert_eq!(o.throttle_half_life, Duration::from_secs(60));
+        assert_eq!(o.throttle_remember_success, Duration::from_secs(86400));
+        let limits = (
+            o.pam_threads_per_key,
+            o.max_connections_per_user,
+            o.reserved_connections,
+        );
+        assert_eq!(limits, (4, 8, 64));
+        assert_eq!(o.ssh_without_sshd, WithoutSshd::Local);
+        // The examples in etc/default/x2gobroker-authhelper parse.
+        let examples = include_str!("../../etc/default/x2gobroker-authhelper");
+        for line in examples
+            .lines()
+            .filter_map(|l| l.strip_prefix("#AUTHHELPER_OPTS="))
+        {
+            let args = std::iter::once("x").chain(line.split(' '));
+            assert!(Options::try_parse_from(args).is_ok(), "{line}");
+        }
+        let exempt = Options::try_parse_from(["x", "--throttle-exempt", "10.0.0.0/33"]);
+        assert!(exempt.is_err(), "a bad network is a start-up error");
     }
 }

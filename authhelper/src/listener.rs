@@ -6,9 +6,9 @@ use crate::cli::Options;
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{chown, Group, User};
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use x2gobroker_sys::listen_fds::{self, Passed};
 
 pub struct Listener {
@@ -69,7 +69,7 @@ fn bind_socket(bind: &Options) -> Result<Listener, String> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => return Err(err("needs an absolute path with a parent directory".into())),
     };
-    prepare_parent(parent).map_err(&err)?;
+    x2gobroker_sys::files::prepare_parent(parent).map_err(&err)?;
 
     // A restrictive umask closes the window between bind() and chmod().
     let old_umask = umask(Mode::from_bits_truncate(0o177));
@@ -86,24 +86,4 @@ fn bind_socket(bind: &Options) -> Result<Listener, String> {
     fs::set_permissions(path, fs::Permissions::from_mode(bind.socket_mode))
         .map_err(|e| err(format!("cannot change mode: {e}")))?;
     Ok(listener)
-}
-
-/// Creates the parent directory (root-owned, 0755) or checks that an
-/// existing one cannot be tampered with by others.
-fn prepare_parent(parent: &Path) -> Result<(), String> {
-    match fs::symlink_metadata(parent) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|e| format!("cannot create directory {}: {e}", parent.display())),
-        Err(e) => Err(format!("cannot inspect {}: {e}", parent.display())),
-        Ok(meta) if !meta.is_dir() => Err(format!("{} is not a directory", parent.display())),
-        Ok(meta) if meta.uid() != 0 => Err(format!("{} is not owned by root", parent.display())),
-        // Writable by others only with the sticky bit (like /tmp).
-        Ok(meta) if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 => {
-            Err(format!("{} is writable by others than root", parent.display()))
-        }
-        Ok(_) => Ok(()),
-    }
 }

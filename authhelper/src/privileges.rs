@@ -7,7 +7,7 @@
 use caps::{CapSet, Capability, CapsHashSet};
 
 /// Each kept capability and why it is needed.
-pub const KEPT: [(Capability, &str); 4] = [
+pub const KEPT: [(Capability, &str); 5] = [
     // libpam and pam_unix write login audit records (AUDIT_USER_AUTH,
     // AUDIT_USER_ACCT) to the kernel audit log; without it they are lost.
     (Capability::CAP_AUDIT_WRITE, "PAM writes login audit records"),
@@ -27,6 +27,14 @@ pub const KEPT: [(Capability, &str); 4] = [
     (
         Capability::CAP_KILL,
         "stop SSH-mode workers that run past their deadline",
+    ),
+    // An SSH-mode caller's client address is read from its sshd session's
+    // socket (x2gobroker_sys::sshd_peer); sshd is not dumpable, so reading
+    // its descriptors needs this (and makes callers visible under
+    // ProtectProc=invisible).
+    (
+        Capability::CAP_SYS_PTRACE,
+        "read the SSH-mode caller's sshd connection (client address)",
     ),
 ];
 

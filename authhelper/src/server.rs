@@ -14,18 +14,18 @@ use crate::policy::{Policy, Who};
 use crate::privileges;
 use crate::ssh_task::{self, SshTasks};
 use crate::stats::Stats;
-use crate::throttle::{Key, Throttle};
+use crate::throttle::{Limits, Throttle};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
-use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
 use x2gobroker_protocol::{
     AuthRequest, ErrorKind, ErrorReply, FrameError, Request, Response, PROTOCOL_VERSION,
 };
+use x2gobroker_sys::keyed_slots::{FairQueue, KeyedSlots};
 use x2gobroker_sys::peer::PeerCredentials;
 
 /// Longest user name, PAM service or client address accepted.
@@ -36,7 +36,8 @@ struct State {
     throttle: Throttle,
     stats: Stats,
     started: Instant,
-    pam_slots: Arc<Semaphore>,
+    /// PAM threads, at most `--pam-threads-per-key` per user and per address.
+    pam_turns: Arc<FairQueue<String>>,
     pam_services: Vec<String>,
     read_timeout: Duration,
     pam_timeout: Duration,
@@ -62,10 +63,17 @@ pub fn run(options: Options) -> Result<(), String> {
 
     let state = Arc::new(State {
         policy,
-        throttle: Throttle::new(options.throttle_threshold, options.throttle_half_life),
+        throttle: Throttle::new(Limits {
+            per_pair: options.throttle_threshold,
+            per_user: options.throttle_user_threshold,
+            per_address: options.throttle_address_threshold,
+            half_life: options.throttle_half_life,
+            remember_success: options.throttle_remember_success,
+            exempt: options.throttle_exempt.clone(),
+        }),
         stats: Stats::default(),
         started: Instant::now(),
-        pam_slots: Arc::new(Semaphore::new(options.pam_threads as usize)),
+        pam_turns: FairQueue::new(options.pam_threads as usize, options.pam_threads_per_key as usize),
         pam_services: options.pam_allow_list(),
         read_timeout: options.read_timeout,
         pam_timeout: options.pam_timeout,
@@ -76,7 +84,6 @@ pub fn run(options: Options) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let max_connections = options.max_connections as usize;
     let result = runtime.block_on(async {
         let socket = tokio::net::UnixListener::from_std(
             listener.socket.try_clone().map_err(|e| format!("socket: {e}"))?,
@@ -91,7 +98,7 @@ pub fn run(options: Options) -> Result<(), String> {
         if let Err(e) = crate::worker_launch::check_program(&state.ssh_tasks.program) {
             log::warn!("SSH-mode tasks will be refused until this is fixed: {e}");
         }
-        serve(socket, state, max_connections).await
+        serve(socket, state, &options).await
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     drop(listener);
@@ -99,31 +106,46 @@ pub fn run(options: Options) -> Result<(), String> {
     result
 }
 
-async fn serve(
-    socket: tokio::net::UnixListener,
-    state: Arc<State>,
-    max_connections: usize,
-) -> Result<(), String> {
+/// Connections: `--max-connections` in total; a uid other than root and
+/// the daemon user's at most `--max-connections-per-user`, and all of those
+/// together what `--reserved-connections` leaves (HTTP logins need them).
+async fn serve(socket: tokio::net::UnixListener, state: Arc<State>, options: &Options) -> Result<(), String> {
+    let total = options.max_connections as usize;
+    let unprivileged_total = total - (options.reserved_connections.min(options.max_connections / 2)) as usize;
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
-    let connection_slots = Arc::new(Semaphore::new(max_connections));
+    let connection_slots = KeyedSlots::new();
     loop {
         tokio::select! {
             accepted = socket.accept() => match accepted {
-                Ok((stream, _)) => match connection_slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        let state = state.clone();
-                        tokio::spawn(async move {
-                            handle_connection(stream, &state).await;
-                            drop(slot);
-                        });
+                Ok((stream, _)) => {
+                    let peer = match PeerCredentials::of(&stream) {
+                        Ok(peer) => peer,
+                        Err(e) => {
+                            log::warn!("cannot read peer credentials, dropping the connection: {e}");
+                            continue;
+                        }
+                    };
+                    let privileged = state.policy.admits(Who::DaemonOrRoot, &peer);
+                    let (per_user, total) = match privileged {
+                        true => (None, total),
+                        false => (Some(options.max_connections_per_user as usize), unprivileged_total),
+                    };
+                    match connection_slots.try_take(peer.uid, per_user, total) {
+                        Ok(slot) => {
+                            let state = state.clone();
+                            tokio::spawn(async move {
+                                handle_connection(stream, peer, privileged, &state).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(full) => {
+                            log::warn!("{peer}: connection limit reached ({full:?}); refusing a connection");
+                            refuse_now(&stream, ErrorKind::Unavailable, "too many connections");
+                        }
                     }
-                    Err(_) => {
-                        log::warn!("connection limit ({max_connections}) reached; refusing a connection");
-                        refuse_now(&stream, ErrorKind::Unavailable, "too many connections");
-                    }
-                },
+                }
                 Err(e) => {
                     // E.g. out of descriptors: back off instead of spinning.
                     log::error!("accept: {e}");
@@ -143,14 +165,9 @@ fn refuse_now(stream: &UnixStream, kind: ErrorKind, message: &str) {
     }
 }
 
-async fn handle_connection(mut stream: UnixStream, state: &State) {
-    let peer = match PeerCredentials::of(&stream) {
-        Ok(peer) => peer,
-        Err(e) => {
-            log::warn!("cannot read peer credentials, dropping the connection: {e}");
-            return;
-        }
-    };
+/// `privileged`: root or the daemon user. Others' connections end after a
+/// refused or invalid request, so they cannot be held open with repeats.
+async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privileged: bool, state: &State) {
     let hello = match read_request(&mut stream, state).await {
         Ok(Request::Hello { version }) if version == PROTOCOL_VERSION => Ok(Response::Hello {
             version: PROTOCOL_VERSION,
@@ -181,30 +198,27 @@ async fn handle_connection(mut stream: UnixStream, state: &State) {
             Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
         };
         Stats::bump(&state.stats.requests);
-        let Some(&(_, who, refusal, handler)) = REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request))
-        else {
-            let reply = error(ErrorKind::BadRequest, "Hello was already exchanged");
-            let _ = send_within(state.read_timeout, &mut stream, &reply).await;
-            continue;
-        };
-        let response = if state.policy.admits(who, &peer) {
-            match handler(&mut stream, request, &peer, state).await {
-                Some(response) => response,
-                // The handler answered (a stream of frames) and the connection ends.
-                None => return,
+        let (response, refused) = match REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request)) {
+            None => (error(ErrorKind::BadRequest, "Hello was already exchanged"), true),
+            Some(&(_, who, _, handler)) if state.policy.admits(who, &peer) => {
+                match handler(&mut stream, request, &peer, state).await {
+                    Some(response) => (response, false),
+                    // The handler answered (a stream of frames) and the connection ends.
+                    None => return,
+                }
             }
-        } else {
-            Stats::bump(&state.stats.policy_denials);
-            audit::decision(
-                &peer,
-                &audit_action(&request, state),
-                &format!("denied by policy ({refusal})"),
-            );
-            error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid))
+            Some(&(_, _, refusal, _)) => {
+                Stats::bump(&state.stats.policy_denials);
+                let outcome = format!("denied by policy ({refusal})");
+                audit::decision(&peer, &audit_action(&request, state), &outcome);
+                let reply = error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid));
+                (reply, true)
+            }
         };
         if send_within(state.read_timeout, &mut stream, &response)
             .await
             .is_err()
+            || (refused && !privileged)
         {
             return;
         }
@@ -359,27 +373,32 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         return error(ErrorKind::BadRequest, "invalid user name or client address");
     }
 
-    let mut keys = vec![Key::User(user.clone())];
-    if let Some(address) = &client_address {
-        keys.push(Key::Address(address.clone()));
-    }
-    if let Some(retry_after_secs) = state.throttle.check(&keys, Instant::now()) {
-        Stats::bump(&state.stats.throttled);
-        audit(&format!("throttled ({retry_after_secs}s)"));
-        return error(
-            ErrorKind::Throttled { retry_after_secs },
-            "too many recent failures",
-        );
-    }
+    let attempt = match state
+        .throttle
+        .begin(&user, client_address.as_deref(), Instant::now())
+    {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            Stats::bump(&state.stats.throttled);
+            audit(&format!(
+                "throttled ({}, {}s)",
+                throttled.scope, throttled.retry_after_secs
+            ));
+            let retry_after_secs = throttled.retry_after_secs;
+            return error(
+                ErrorKind::Throttled { retry_after_secs },
+                "too many recent failures",
+            );
+        }
+    };
 
     let _in_flight = state.stats.in_flight();
     let deadline = Instant::now() + state.pam_timeout;
-    let slot = match tokio::time::timeout_at(deadline.into(), state.pam_slots.clone().acquire_owned()).await {
-        Ok(Ok(slot)) => slot,
-        _ => {
-            audit("unavailable (all PAM slots busy)");
-            return error(ErrorKind::Unavailable, "too many authentications in progress");
-        }
+    let mut keys = vec![format!("user {user}")];
+    keys.extend(client_address.as_ref().map(|a| format!("address {a}")));
+    let Ok(turn) = tokio::time::timeout_at(deadline.into(), state.pam_turns.turn(keys)).await else {
+        audit("unavailable (no PAM thread free in time)");
+        return error(ErrorKind::Unavailable, "too many authentications in progress");
     };
     let pam_request = PamRequest {
         service: service.clone(),
@@ -387,11 +406,11 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         password,
         client_address: client_address.clone(),
     };
-    // The slot moves into the thread: a PAM call that outlives our deadline
+    // The turn moves into the thread: a PAM call that outlives our deadline
     // still holds it, so stuck PAM calls cannot pile up unbounded threads.
     let transaction = tokio::task::spawn_blocking(move || {
         let outcome = pam::authenticate(pam_request);
-        drop(slot);
+        drop(turn);
         outcome
     });
     let outcome = match tokio::time::timeout_at(deadline.into(), transaction).await {
@@ -406,13 +425,13 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
     match outcome {
         PamOutcome::Success => {
             Stats::bump(&state.stats.successes);
-            state.throttle.record_success(&keys[0]);
+            attempt.succeeded(Instant::now());
             audit("success");
             Response::Authenticated
         }
         PamOutcome::Refused(reason) => {
             Stats::bump(&state.stats.failures);
-            state.throttle.record_failure(&keys, Instant::now());
+            attempt.failed(Instant::now());
             audit(&format!("refused ({reason})"));
             error(ErrorKind::AuthenticationFailed, "authentication failed")
         }

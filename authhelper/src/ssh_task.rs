@@ -5,21 +5,21 @@
 //! and the number running at once is bounded.
 
 use crate::audit::{self, Action};
-use crate::cli::Options;
+use crate::cli::{Options, WithoutSshd};
 use crate::server::send_within;
 use crate::ssh_policy::{self, Caller};
 use crate::stats::Stats;
 use crate::worker_launch::{self, WorkerAccount};
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::time::timeout;
 use x2gobroker_protocol::paths;
 use x2gobroker_protocol::{ErrorKind, ErrorReply, Response, SshTaskRequest, WorkerJob, WorkerStop};
+use x2gobroker_sys::keyed_slots::{Full, KeyedSlots};
 use x2gobroker_sys::peer::PeerCredentials;
 
 /// How long after its time limit a worker that has not stopped is killed.
@@ -48,7 +48,10 @@ pub struct SshTasks {
     pub deadline: Duration,
     /// How long a write to the caller may take.
     pub write_timeout: Duration,
-    pub slots: Arc<TaskSlots>,
+    /// Running tasks per caller uid: `limits` in total and per caller.
+    pub slots: Arc<KeyedSlots<u32>>,
+    pub limits: (usize, usize),
+    pub without_sshd: WithoutSshd,
     pub env: Vec<(String, String)>,
 }
 
@@ -66,60 +69,10 @@ impl SshTasks {
             daemon_user: options.daemon_user.clone(),
             deadline: options.ssh_task_timeout,
             write_timeout: options.read_timeout,
-            slots: Arc::new(TaskSlots::new(options.ssh_tasks, options.ssh_tasks_per_user)),
+            slots: KeyedSlots::new(),
+            limits: (options.ssh_tasks as usize, options.ssh_tasks_per_user as usize),
+            without_sshd: options.ssh_without_sshd,
             env,
-        }
-    }
-}
-
-/// Tasks running now, per caller uid, bounded in total and per caller.
-pub struct TaskSlots {
-    total: usize,
-    per_caller: usize,
-    running: Mutex<HashMap<u32, usize>>,
-}
-
-/// One running task; gives its slot back when dropped.
-pub struct TaskSlot {
-    slots: Arc<TaskSlots>,
-    uid: u32,
-}
-
-impl TaskSlots {
-    pub fn new(total: u32, per_caller: u32) -> TaskSlots {
-        let (total, per_caller) = (total as usize, per_caller as usize);
-        TaskSlots {
-            total,
-            per_caller,
-            running: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn take(slots: &Arc<TaskSlots>, uid: u32, exempt: bool) -> Result<TaskSlot, &'static str> {
-        let mut running = slots.running.lock().unwrap_or_else(|p| p.into_inner());
-        if running.values().sum::<usize>() >= slots.total {
-            return Err("too many SSH-mode tasks running; try again shortly");
-        }
-        let mine = running.entry(uid).or_insert(0);
-        if !exempt && *mine >= slots.per_caller {
-            return Err("too many SSH-mode tasks of yours running; try again shortly");
-        }
-        *mine += 1;
-        Ok(TaskSlot {
-            slots: slots.clone(),
-            uid,
-        })
-    }
-}
-
-impl Drop for TaskSlot {
-    fn drop(&mut self) {
-        let mut running = self.slots.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = running.get_mut(&self.uid) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                running.remove(&self.uid);
-            }
         }
     }
 }
@@ -210,10 +163,34 @@ fn prepare(
         broker_user,
         caller_uid: peer.uid,
         task: request.task,
-        ssh_client: request.ssh_client,
+        ssh_client: client_address(request.ssh_client, peer, tasks.without_sshd)?,
         time_limit_ms: tasks.deadline.as_millis().try_into().unwrap_or(u64::MAX),
     };
     Ok((job, account))
+}
+
+/// The client address ACLs and verify-ip see (ARCHITECTURE.md P11): the
+/// peer of the sshd session the caller runs under, never the caller's own
+/// SSH_CLIENT — except root's, who could forge the other too.
+fn client_address(
+    sent: Option<String>,
+    peer: &PeerCredentials,
+    without_sshd: WithoutSshd,
+) -> Result<Option<String>, ErrorReply> {
+    if peer.uid == 0 {
+        return Ok(sent);
+    }
+    match (
+        peer.pid.and_then(x2gobroker_sys::sshd_peer::ssh_client_of),
+        without_sshd,
+    ) {
+        (Some(client), _) => Ok(Some(client)),
+        (None, WithoutSshd::Local) => Ok(None),
+        (None, WithoutSshd::Refuse) => Err(ErrorReply::new(
+            ErrorKind::DeniedByPolicy,
+            "SSH-mode tasks are for callers logged in over SSH (--ssh-without-sshd=refuse)",
+        )),
+    }
 }
 
 /// Starts the worker with the caller's connection as its standard output:
@@ -231,8 +208,17 @@ async fn run(
     // daemon's PAM requests need. Root and the magic user (a central
     // service asking for many users) have no per-caller limit.
     let exempt = job.caller_uid == 0 || job.caller_uid == account.uid.as_raw();
-    let _slot = TaskSlots::take(&tasks.slots, job.caller_uid, exempt)
-        .map_err(|why| ErrorReply::new(ErrorKind::Unavailable, why))?;
+    let (total, per_caller) = tasks.limits;
+    let _slot = (tasks
+        .slots
+        .try_take(job.caller_uid, Some(per_caller).filter(|_| !exempt), total))
+    .map_err(|full| {
+        let why = match full {
+            Full::Total => "too many SSH-mode tasks running; try again shortly",
+            Full::Key => "too many SSH-mode tasks of yours running; try again shortly",
+        };
+        ErrorReply::new(ErrorKind::Unavailable, why)
+    })?;
     let frame = x2gobroker_protocol::encode(job)
         .map_err(|e| ErrorReply::new(ErrorKind::BadRequest, e.to_string()))?;
     let started = stream
@@ -276,21 +262,4 @@ async fn run(
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_slots_bound_totals_and_callers_but_not_exempt_callers() {
-        let slots = Arc::new(TaskSlots::new(3, 2));
-        let a1 = TaskSlots::take(&slots, 1001, false).unwrap();
-        let _a2 = TaskSlots::take(&slots, 1001, false).unwrap();
-        assert!(TaskSlots::take(&slots, 1001, false).is_err(), "per caller");
-        let _m = TaskSlots::take(&slots, 104, true).unwrap();
-        assert!(TaskSlots::take(&slots, 104, true).is_err(), "in total");
-        drop(a1);
-        let _a3 = TaskSlots::take(&slots, 1001, false).unwrap();
-    }
 }

@@ -1,96 +1,186 @@
-//! Failure throttling per user and per client address.
+//! Failure throttling, fair to everyone behind one address and to users
+//! attacked from elsewhere (docs/OPERATIONS.md "Login throttling").
 //!
-//! Each key has a failure score that grows by one per failure and halves
-//! every `half_life`. A key is throttled while its score is above
-//! `threshold - 1`: right after `threshold` failures, and until one failure's
-//! worth has decayed. Then one more attempt is allowed; if it fails too, the
-//! key is throttled again, for longer, because the old failures are not yet
-//! forgotten. Throttled attempts do not add to the
-//! score, so a flood cannot lock a user out indefinitely.
+//! Three kinds of key, each with its own threshold: the (user, address)
+//! pair (low), the user across all addresses (distributed guessing) and the
+//! address across all users (spraying). A key's score grows by one per
+//! failure and halves every `half_life`; an attempt is let through while
+//! score plus attempts in flight stays at most `threshold - 1`, so a
+//! parallel burst cannot outrun PAM's failure delay. Throttled attempts add
+//! nothing. A pair that succeeded recently is judged by its own key only:
+//! storms against a user or from an address do not lock out the known
+//! good. Exempt networks use only the per-user key.
 
+use ipnet::IpNet;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Bound on remembered keys; decayed entries are pruned first.
+/// Bound on remembered keys; idle, decayed entries are pruned first.
 const MAX_KEYS: usize = 65536;
 
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub per_pair: u32,
+    pub per_user: u32,
+    pub per_address: u32,
+    pub half_life: Duration,
+    /// How long a success exempts its pair from the user and address keys.
+    pub remember_success: Duration,
+    pub exempt: Vec<IpNet>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Key {
+enum Key {
+    Pair(String, String),
     User(String),
     Address(String),
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Score {
-    value: f64,
+struct Entry {
+    score: f64,
     at: Instant,
+    in_flight: u32,
+    good_until: Option<Instant>,
+}
+
+/// Why an attempt may not run now (`scope`: which key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttled {
+    pub scope: &'static str,
+    pub retry_after_secs: u32,
 }
 
 pub struct Throttle {
-    threshold: f64,
-    half_life: Duration,
-    scores: Mutex<HashMap<Key, Score>>,
+    limits: Limits,
+    entries: Mutex<HashMap<Key, Entry>>,
+}
+
+/// An attempt in flight: it counts against its keys until dropped, then as
+/// decided (`succeeded`, `failed`); undecided (PAM error, timeout) as nothing.
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    keys: Vec<Key>,
+    outcome: Option<(bool, Instant)>,
 }
 
 impl Throttle {
-    pub fn new(threshold: u32, half_life: Duration) -> Self {
+    pub fn new(limits: Limits) -> Self {
         Throttle {
-            threshold: f64::from(threshold.max(1)),
-            half_life,
-            scores: Mutex::new(HashMap::new()),
+            limits,
+            entries: Mutex::new(HashMap::new()),
         }
     }
 
-    fn decayed(&self, score: Score, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(score.at).as_secs_f64();
-        score.value * 0.5f64.powf(elapsed / self.half_life.as_secs_f64())
+    fn decayed(&self, entry: &Entry, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(entry.at).as_secs_f64();
+        entry.score * 0.5f64.powf(elapsed / self.limits.half_life.as_secs_f64())
     }
 
-    /// Level below which one more attempt is allowed.
-    fn release_level(&self) -> f64 {
-        (self.threshold - 1.0).max(0.5)
-    }
-
-    /// `Some(seconds to wait)` if any of the keys is throttled now.
-    pub fn check(&self, keys: &[Key], now: Instant) -> Option<u32> {
-        let scores = self.scores.lock().unwrap_or_else(|p| p.into_inner());
-        let worst = keys
-            .iter()
-            .filter_map(|k| scores.get(k))
-            .map(|s| self.decayed(*s, now))
-            .fold(0.0, f64::max);
-        // Above the release level means `threshold` failures that have not
-        // yet decayed by a whole failure.
-        if worst <= self.release_level() + 1e-9 {
-            return None;
+    fn threshold_and_scope(&self, key: &Key) -> (u32, &'static str) {
+        match key {
+            Key::Pair(..) => (self.limits.per_pair, "user at this address"),
+            Key::User(_) => (self.limits.per_user, "user, all addresses"),
+            Key::Address(_) => (self.limits.per_address, "address, all users"),
         }
-        let wait = self.half_life.as_secs_f64() * (worst / self.release_level()).log2();
-        Some(wait.ceil().clamp(1.0, f64::from(u32::MAX)) as u32)
     }
 
-    pub fn record_failure(&self, keys: &[Key], now: Instant) {
-        let mut scores = self.scores.lock().unwrap_or_else(|p| p.into_inner());
-        if scores.len() >= MAX_KEYS {
-            scores.retain(|_, s| self.decayed(*s, now) >= 0.01);
-            if scores.len() >= MAX_KEYS {
-                // Still full: forget the oldest half rather than grow.
-                let mut ages: Vec<Instant> = scores.values().map(|s| s.at).collect();
-                ages.sort();
-                let cutoff = ages[ages.len() / 2];
-                scores.retain(|_, s| s.at > cutoff);
+    /// The single entry point: may `user` try from `address` now? If so,
+    /// the attempt counts from now on.
+    pub fn begin(&self, user: &str, address: Option<&str>, now: Instant) -> Result<Attempt<'_>, Throttled> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let exempt = address
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .is_some_and(|ip| self.limits.exempt.iter().any(|net| net.contains(&ip)));
+        let mut keys = vec![Key::User(user.to_string())];
+        if let (Some(address), false) = (address, exempt) {
+            let pair = Key::Pair(user.to_string(), address.to_string());
+            let good_until = entries.get(&pair).and_then(|e| e.good_until);
+            keys = match good_until.is_some_and(|until| until > now) {
+                true => vec![pair],
+                false => vec![pair, keys.remove(0), Key::Address(address.to_string())],
+            };
+        }
+        for key in &keys {
+            let Some(entry) = entries.get(key) else { continue };
+            let (threshold, scope) = self.threshold_and_scope(key);
+            let release = (f64::from(threshold) - 1.0).max(0.5);
+            let (score, in_flight) = (self.decayed(entry, now), f64::from(entry.in_flight));
+            if score + in_flight > release + 1e-9 {
+                // Until the score has decayed to what the attempts in flight
+                // leave free, or about PAM's failure delay.
+                let wait = match release - in_flight {
+                    free if free > 0.0 => self.limits.half_life.as_secs_f64() * (score / free).log2(),
+                    _ => 2.0,
+                };
+                let retry_after_secs = wait.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+                return Err(Throttled {
+                    scope,
+                    retry_after_secs,
+                });
             }
         }
-        for key in keys {
-            let value = scores.get(key).map_or(0.0, |s| self.decayed(*s, now)) + 1.0;
-            scores.insert(key.clone(), Score { value, at: now });
+        if entries.len() >= MAX_KEYS {
+            let idle = |e: &Entry| e.in_flight == 0 && e.good_until.is_none_or(|u| u <= now);
+            entries.retain(|_, e| !idle(e) || self.decayed(e, now) >= 0.01);
+            // Still full: forget the older half rather than grow.
+            let mut ages: Vec<Instant> = entries.values().map(|e| e.at).collect();
+            ages.sort();
+            let cutoff = ages
+                .get(ages.len() / 2)
+                .copied()
+                .filter(|_| ages.len() >= MAX_KEYS);
+            entries.retain(|_, e| e.in_flight > 0 || cutoff.is_none_or(|c| e.at > c));
         }
+        for key in &keys {
+            let fresh = Entry {
+                score: 0.0,
+                at: now,
+                in_flight: 0,
+                good_until: None,
+            };
+            entries.entry(key.clone()).or_insert(fresh).in_flight += 1;
+        }
+        Ok(Attempt {
+            throttle: self,
+            keys,
+            outcome: None,
+        })
+    }
+}
+
+impl Attempt<'_> {
+    /// A success clears its pair and makes it known good; the user's and
+    /// the address's other failures still count.
+    pub fn succeeded(mut self, now: Instant) {
+        self.outcome = Some((false, now));
     }
 
-    /// A successful login clears the user's record (not the address's: one
-    /// good password from an address does not excuse its other guesses).
-    pub fn record_success(&self, user: &Key) {
-        self.scores.lock().unwrap_or_else(|p| p.into_inner()).remove(user);
+    pub fn failed(mut self, now: Instant) {
+        self.outcome = Some((true, now));
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let throttle = self.throttle;
+        let mut entries = throttle.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &self.keys {
+            let Some(entry) = entries.get_mut(key) else {
+                continue;
+            };
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            match self.outcome {
+                Some((true, now)) => (entry.score, entry.at) = (throttle.decayed(entry, now) + 1.0, now),
+                Some((false, now)) if matches!(key, Key::Pair(..)) => {
+                    (entry.score, entry.at) = (0.0, now);
+                    entry.good_until = Some(now + throttle.limits.remember_success);
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -98,61 +188,167 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    fn keys(user: &str, addr: &str) -> Vec<Key> {
-        vec![Key::User(user.into()), Key::Address(addr.into())]
+    fn throttle(exempt: &[&str]) -> Throttle {
+        Throttle::new(Limits {
+            per_pair: 3,
+            per_user: 6,
+            per_address: 8,
+            half_life: Duration::from_secs(60),
+            remember_success: Duration::from_secs(3600),
+            exempt: exempt.iter().map(|n| n.parse().unwrap()).collect(),
+        })
+    }
+
+    fn fail(t: &Throttle, user: &str, address: &str, now: Instant) {
+        t.begin(user, Some(address), now).expect("allowed").failed(now);
     }
 
     #[test]
-    fn engages_at_threshold_and_decays() {
-        let t = Throttle::new(3, Duration::from_secs(60));
-        let start = Instant::now();
-        let k = keys("alice", "10.0.0.1");
-        for _ in 0..2 {
-            t.record_failure(&k, start);
-            assert_eq!(t.check(&k, start), None);
-        }
-        t.record_failure(&k, start);
-        let wait = t.check(&k, start).expect("throttled after 3 failures");
-        // 3 -> 2 takes log2(3/2) half-lives, about 35 s.
-        assert!((30..=40).contains(&wait), "{wait}");
-        assert!(t
-            .check(&k, start + Duration::from_secs(u64::from(wait)))
-            .is_none());
-    }
-
-    #[test]
-    fn one_failure_after_release_throttles_again() {
-        let t = Throttle::new(3, Duration::from_secs(60));
-        let start = Instant::now();
-        let k = keys("bob", "10.0.0.2");
-        for _ in 0..3 {
-            t.record_failure(&k, start);
-        }
-        let first = t.check(&k, start).unwrap();
-        let later = start + Duration::from_secs(u64::from(first));
-        t.record_failure(&k, later);
-        let second = t.check(&k, later).expect("the old failures still count");
-        assert!(second * 2 >= first, "{second} vs {first}");
-        // Much later everything has decayed: threshold - 1 failures are free again.
-        let much_later = later + Duration::from_secs(3600);
-        t.record_failure(&k, much_later);
-        t.record_failure(&k, much_later);
-        assert_eq!(t.check(&k, much_later), None);
-    }
-
-    #[test]
-    fn keys_are_independent_and_success_clears_user() {
-        let t = Throttle::new(2, Duration::from_secs(60));
+    fn pair_engages_at_threshold_and_decays() {
+        let t = throttle(&[]);
         let now = Instant::now();
-        t.record_failure(&keys("carol", "10.0.0.3"), now);
-        t.record_failure(&keys("carol", "10.0.0.3"), now);
-        assert!(t.check(&keys("carol", "10.9.9.9"), now).is_some(), "per user");
-        assert!(t.check(&keys("dave", "10.0.0.3"), now).is_some(), "per address");
+        for _ in 0..3 {
+            fail(&t, "alice", "10.0.0.1", now);
+        }
+        let refused = t.begin("alice", Some("10.0.0.1"), now).err().expect("throttled");
+        assert_eq!(refused.scope, "user at this address");
+        // 3 -> 2 takes log2(3/2) half-lives, about 35 s.
+        assert!((30..=40).contains(&refused.retry_after_secs), "{refused:?}");
+        let later = now + Duration::from_secs(u64::from(refused.retry_after_secs));
+        assert!(t.begin("alice", Some("10.0.0.1"), later).is_ok());
+    }
+
+    #[test]
+    fn one_address_locks_out_neither_the_user_elsewhere_nor_its_other_users() {
+        let t = throttle(&[]);
+        let now = Instant::now();
+        for _ in 0..3 {
+            fail(&t, "alice", "10.0.0.1", now);
+        }
+        // A throttled storm adds nothing.
+        for _ in 0..100 {
+            assert!(t.begin("alice", Some("10.0.0.1"), now).is_err());
+        }
+        assert!(t.begin("alice", Some("10.0.0.2"), now).is_ok(), "alice elsewhere");
         assert!(
-            t.check(&keys("dave", "10.9.9.9"), now).is_none(),
-            "others unaffected"
+            t.begin("bob", Some("10.0.0.1"), now).is_ok(),
+            "bob at the same address"
         );
-        t.record_success(&Key::User("carol".into()));
-        assert!(t.check(&[Key::User("carol".into())], now).is_none());
+    }
+
+    #[test]
+    fn attempts_in_flight_count() {
+        let t = throttle(&[]);
+        let now = Instant::now();
+        let first = t.begin("alice", Some("10.0.0.1"), now).unwrap();
+        let _more = [(); 2].map(|_| t.begin("alice", Some("10.0.0.1"), now).unwrap());
+        assert!(
+            t.begin("alice", Some("10.0.0.1"), now).is_err(),
+            "3 in flight: as if 3 failed"
+        );
+        // An undecided attempt (PAM error) gives its place back.
+        drop(first);
+        assert!(t.begin("alice", Some("10.0.0.1"), now).is_ok());
+    }
+
+    #[test]
+    fn distributed_guessing_and_spraying_have_their_own_thresholds() {
+        let t = throttle(&[]);
+        let now = Instant::now();
+        for i in 0..6 {
+            fail(&t, "alice", &format!("10.0.1.{i}"), now);
+        }
+        let refused = t.begin("alice", Some("10.0.2.1"), now).err().expect("user-wide");
+        assert_eq!(refused.scope, "user, all addresses");
+        for i in 0..8 {
+            fail(&t, &format!("user{i}"), "10.0.3.1", now);
+        }
+        let refused = t
+            .begin("carol", Some("10.0.3.1"), now)
+            .err()
+            .expect("address-wide");
+        assert_eq!(refused.scope, "address, all users");
+    }
+
+    #[test]
+    fn a_known_good_pair_is_judged_by_its_own_key_only() {
+        let t = throttle(&[]);
+        let now = Instant::now();
+        t.begin("bob", Some("10.0.3.1"), now).unwrap().succeeded(now);
+        t.begin("alice", Some("10.0.0.9"), now).unwrap().succeeded(now);
+        for i in 0..8 {
+            fail(&t, &format!("user{i}"), "10.0.3.1", now);
+        }
+        for i in 0..6 {
+            fail(&t, "alice", &format!("10.0.4.{i}"), now);
+        }
+        assert!(t.begin("carol", Some("10.0.3.1"), now).is_err());
+        assert!(
+            t.begin("bob", Some("10.0.3.1"), now).is_ok(),
+            "bob logged in from there"
+        );
+        assert!(t.begin("alice", Some("10.0.5.1"), now).is_err());
+        assert!(
+            t.begin("alice", Some("10.0.0.9"), now).is_ok(),
+            "alice's usual address"
+        );
+        let much_later = now + Duration::from_secs(7200);
+        for _ in 0..3 {
+            fail(&t, "bob", "10.0.3.1", much_later);
+        }
+        assert!(
+            t.begin("bob", Some("10.0.3.1"), much_later).is_err(),
+            "its own key still counts"
+        );
+    }
+
+    #[test]
+    fn exempt_networks_use_the_user_key_only() {
+        let t = throttle(&["192.168.0.0/16"]);
+        let now = Instant::now();
+        for i in 0..5 {
+            fail(&t, "alice", "192.168.1.1", now);
+            fail(&t, &format!("user{i}"), "192.168.1.1", now);
+        }
+        assert!(
+            t.begin("alice", Some("192.168.1.1"), now).is_ok(),
+            "5 < 6 per user"
+        );
+        assert!(t.begin("dave", Some("192.168.1.1"), now).is_ok());
+        fail(&t, "alice", "192.168.1.1", now);
+        assert!(
+            t.begin("alice", Some("192.168.1.1"), now).is_err(),
+            "the user key holds"
+        );
+    }
+
+    #[test]
+    fn without_an_address_the_user_key_applies() {
+        let t = throttle(&[]);
+        let now = Instant::now();
+        for _ in 0..6 {
+            t.begin("erin", None, now).unwrap().failed(now);
+        }
+        assert!(t.begin("erin", None, now).is_err());
+    }
+
+    #[test]
+    fn memory_is_bounded_and_recent_failures_survive() {
+        let t = throttle(&[]);
+        let start = Instant::now();
+        for i in 0..MAX_KEYS {
+            let at = start + Duration::from_secs(if i < MAX_KEYS / 2 { 0 } else { 1 });
+            t.begin(&format!("u{i}"), None, at).unwrap().failed(at);
+        }
+        let later = start + Duration::from_secs(2);
+        for _ in 0..6 {
+            t.begin("recent", None, later).unwrap().failed(later);
+        }
+        let kept = t.entries.lock().unwrap().len();
+        assert!(kept <= MAX_KEYS / 2 + 1, "{kept}");
+        assert!(
+            t.begin("recent", None, later).is_err(),
+            "the newest failures are kept"
+        );
     }
 }

@@ -8,7 +8,6 @@
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -29,35 +28,7 @@ pub fn default_program() -> PathBuf {
     candidates.find(|p| p.is_file()).unwrap_or(usr_bin)
 }
 
-/// The program must be a root-owned file that nobody else can change,
-/// in a directory nobody else can change: it runs with the daemon user's
-/// access to cookies and secrets.
-pub fn check_program(program: &Path) -> Result<(), String> {
-    let program = program
-        .canonicalize()
-        .map_err(|e| format!("worker program {}: {e}", program.display()))?;
-    let meta = std::fs::metadata(&program).map_err(|e| format!("{}: {e}", program.display()))?;
-    if !meta.is_file() || meta.mode() & 0o111 == 0 {
-        return Err(format!("{} is not an executable file", program.display()));
-    }
-    let safe = |m: &std::fs::Metadata| m.uid() == 0 && m.mode() & 0o022 == 0;
-    if !safe(&meta) {
-        return Err(format!(
-            "{} must be owned by root and writable by nobody else",
-            program.display()
-        ));
-    }
-    if let Some(dir) = program.parent() {
-        let dmeta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        if !safe(&dmeta) {
-            return Err(format!(
-                "{} (holding the worker program) must be owned by root and writable by nobody else",
-                dir.display()
-            ));
-        }
-    }
-    Ok(())
-}
+pub use x2gobroker_sys::files::check_program;
 
 /// A started worker and the helper's end of its job socket.
 pub struct Worker {

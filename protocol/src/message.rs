@@ -34,6 +34,7 @@ pub struct AuthRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SshTaskRequest {
     pub task: SshTask,
+    /// Believed for root only; others' address comes from their sshd.
     pub ssh_client: Option<String>,
 }
 
@@ -175,8 +176,9 @@ pub struct WorkerJob {
     pub caller_uid: u32,
     /// The task (already policy-checked by the helper).
     pub task: SshTask,
-    /// SSH_CLIENT as the caller sent it; the (unprivileged) worker checks
-    /// that it starts with an IP address.
+    /// The client as SSH_CLIENT spells it, from the caller's sshd session
+    /// (root's as sent; authhelper ssh_task::client_address); the
+    /// (unprivileged) worker checks that it starts with an IP address.
     pub ssh_client: Option<String>,
     /// Milliseconds the task may run: the worker stops it then and tells
     /// the caller; the helper kills a worker that outlives it (a backstop).

@@ -7,14 +7,22 @@
 //! * [`peer`]: a socket peer's kernel-reported identity (SO_PEERCRED);
 //! * [`privileges`]: dropping from root to an account for good;
 //! * [`logging`]: syslog or stderr, and the audit lines' target;
+//! * [`keyed_slots`]: bounded slots per key (fair limits);
+//! * [`sshd_peer`]: the client of the SSH session a process runs in;
+//! * [`cli_values`]: shared command-line value parsers;
+//! * [`files`]: root-owned files and directories nobody else can change;
 //! * [`docs`]: `--generate-man` / `--generate-completions` from a clap
 //!   definition (the installer's program contract).
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod cli_values;
 pub mod docs;
+pub mod files;
+pub mod keyed_slots;
 pub mod listen_fds;
 pub mod logging;
 pub mod peer;
 pub mod privileges;
 pub mod socket;
+pub mod sshd_peer;

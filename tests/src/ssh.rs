@@ -450,8 +450,14 @@ impl Sshd {
 
     /// `ssh -p PORT user@127.0.0.1 COMMAND` with the throw-away keys.
     pub fn ssh(&self, user: &str, remote_command: &str) -> Outcome {
+        self.ssh_from("127.0.0.1", user, remote_command)
+    }
+
+    /// As [`Sshd::ssh`], connecting from `source` (a 127.0.0.0/8 address).
+    pub fn ssh_from(&self, source: &str, user: &str, remote_command: &str) -> Outcome {
         let mut c = Command::new("ssh");
-        c.arg("-p")
+        c.args(["-b", source])
+            .arg("-p")
             .arg(self.port.to_string())
             .arg("-i")
             .arg(&self.client_key)

@@ -335,40 +335,73 @@ fn failing_logins_do_not_delay_another_users_login() {
     );
 }
 
+/// The three thresholds (docs/OPERATIONS.md "Throttling"): per (user,
+/// address), per user across addresses, per address across users; a pair
+/// that logged in lately is judged by its own key only.
 #[test]
-fn throttling_engages_per_user_and_per_address_only() {
+fn throttling_engages_per_pair_then_per_user_and_per_address() {
     let helper = RunningHelper::start(
         "throttle",
-        &["--throttle-threshold", "3", "--throttle-half-life", "600"],
+        &[
+            "--throttle-threshold",
+            "2",
+            "--throttle-user-threshold",
+            "3",
+            "--throttle-address-threshold",
+            "3",
+            "--throttle-half-life",
+            "600",
+        ],
     );
-    let bad_address = Some("198.51.100.10");
-    for _ in 0..3 {
+    let (a1, a2, a3, a4) = (
+        Some("198.51.100.1"),
+        Some("198.51.100.2"),
+        Some("198.51.100.3"),
+        Some("198.51.100.4"),
+    );
+    let wrong = |user: &str, address| {
         assert_eq!(
-            refused_kind(helper.authenticate(CAROL.0, "wrong", bad_address)),
+            refused_kind(helper.authenticate(user, "wrong", address)),
             ErrorKind::AuthenticationFailed
         );
-    }
-    // Now even the right password is not tried.
-    let kind = refused_kind(helper.authenticate(CAROL.0, CAROL.1, bad_address));
-    assert!(
-        matches!(kind, ErrorKind::Throttled { retry_after_secs } if retry_after_secs > 0),
-        "{kind:?}"
-    );
-    // Per user: another address does not help ...
-    assert!(matches!(
-        refused_kind(helper.authenticate(CAROL.0, CAROL.1, Some("198.51.100.99"))),
-        ErrorKind::Throttled { .. }
-    ));
-    // ... per address: another user from that address is throttled too ...
-    assert!(matches!(
-        refused_kind(helper.authenticate(FRANK.0, FRANK.1, bad_address)),
-        ErrorKind::Throttled { .. }
-    ));
-    // ... but another user from another address is not affected.
-    assert_authenticated(helper.authenticate(ERIN.0, ERIN.1, Some("198.51.100.20")));
+    };
+    let throttled = |user: (&str, &str), address| {
+        let kind = refused_kind(helper.authenticate(user.0, user.1, address));
+        assert!(
+            matches!(kind, ErrorKind::Throttled { retry_after_secs } if retry_after_secs > 0),
+            "{kind:?}"
+        );
+    };
+    wrong(CAROL.0, a1);
+    wrong(CAROL.0, a1);
+    // The pair: even the right password is not tried ...
+    throttled(CAROL, a1);
+    // ... but she may log in elsewhere, and others at that address.
+    assert_authenticated(helper.authenticate(CAROL.0, CAROL.1, a2));
+    assert_authenticated(helper.authenticate(FRANK.0, FRANK.1, a1));
+    // Spraying: a third failure at a1 (another user) throttles the address
+    // for users who have not logged in from it lately.
+    wrong(DAVE.0, a1);
+    throttled(ERIN, a1);
+    assert_authenticated(helper.authenticate(FRANK.0, FRANK.1, a1));
+    // Distributed guessing: a third failure for carol throttles her at new
+    // addresses, not at the one she logged in from.
+    wrong(CAROL.0, a3);
+    throttled(CAROL, a4);
+    assert_authenticated(helper.authenticate(CAROL.0, CAROL.1, a2));
     let c = helper.status().counters;
-    assert_eq!((c.failures, c.throttled, c.successes), (3, 3, 1));
-    assert!(helper.log().contains("outcome=throttled"));
+    assert_eq!((c.failures, c.throttled, c.successes), (4, 3, 4));
+    let log = helper.log();
+    for scope in [
+        "user at this address",
+        "address, all users",
+        "user, all addresses",
+    ] {
+        assert!(
+            log.contains(&format!("outcome=throttled ({scope}, ")),
+            "{scope}: {log}"
+        );
+    }
 }
 
 // ---- socket activation, privileges, status, start-up errors ----------------
@@ -432,8 +465,9 @@ fn capabilities_are_reduced_in_every_thread() {
     const CAP_KILL: u64 = 1 << 5;
     const CAP_SETGID: u64 = 1 << 6;
     const CAP_SETUID: u64 = 1 << 7;
+    const CAP_SYS_PTRACE: u64 = 1 << 19;
     const CAP_AUDIT_WRITE: u64 = 1 << 29;
-    let expected = CAP_KILL | CAP_SETGID | CAP_SETUID | CAP_AUDIT_WRITE;
+    let expected = CAP_KILL | CAP_SETGID | CAP_SETUID | CAP_SYS_PTRACE | CAP_AUDIT_WRITE;
     let helper = RunningHelper::start("caps", &[]);
     // Make the runtime's worker and PAM threads exist before looking.
     assert_authenticated(helper.authenticate(ALICE.0, ALICE.1, None));

@@ -2,7 +2,10 @@
 //! uid/gid would (the system tests start it with Command::uid/gid).
 //!
 //! `authprobe SOCKET auth USER [CLIENT_ADDRESS]` (password on stdin),
-//! `authprobe SOCKET status`. Prints `authenticated`, `status ok`, or
+//! `authprobe SOCKET status`, `authprobe SOCKET hold N` (opens up to N
+//! connections with a handshake each, prints `held K`; on each line of
+//! stdin sends every held connection two more Hellos and prints `open M`,
+//! the number that answered both; exits at end of input). Prints `authenticated`, `status ok`, or
 //! `refused <kind>: <message>`; exit 0, 2 (refused) or 1 (other error).
 #![forbid(unsafe_code)]
 
@@ -19,6 +22,10 @@ fn main() -> ExitCode {
         eprintln!("usage: authprobe SOCKET auth USER [CLIENT_ADDRESS] | authprobe SOCKET status");
         return ExitCode::from(1);
     };
+    if command == "hold" {
+        let count = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1);
+        return hold(&PathBuf::from(socket), count);
+    }
     let request = match command.as_str() {
         "auth" => {
             let Some(user) = args.get(2) else {
@@ -60,6 +67,37 @@ fn main() -> ExitCode {
             println!("error {e}");
             return ExitCode::from(1);
         }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A local caller holding helper connections open (issue 10, attack 3).
+fn hold(socket: &std::path::Path, count: usize) -> ExitCode {
+    use std::os::unix::net::UnixStream;
+    use x2gobroker_protocol::frame::blocking::{read_message, write_message};
+    use x2gobroker_protocol::PROTOCOL_VERSION;
+    let request = Request::Hello {
+        version: PROTOCOL_VERSION,
+    };
+    let hello = |stream: &mut UnixStream| {
+        write_message(stream, &request).is_ok()
+            && matches!(read_message::<Response, _>(stream), Ok(Response::Hello { .. }))
+    };
+    // Any answer (a repeated Hello is a bad request) keeps it open.
+    let answers = |stream: &mut UnixStream| {
+        write_message(stream, &request).is_ok() && read_message::<Response, _>(stream).is_ok()
+    };
+    let mut held: Vec<UnixStream> = (0..count)
+        .filter_map(|_| {
+            let mut stream = UnixStream::connect(socket).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            hello(&mut stream).then_some(stream)
+        })
+        .collect();
+    println!("held {}", held.len());
+    for _ in std::io::stdin().lock().lines() {
+        held.retain_mut(|stream| answers(stream) && answers(stream));
+        println!("open {}", held.len());
     }
     ExitCode::SUCCESS
 }
