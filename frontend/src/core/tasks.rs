@@ -14,9 +14,11 @@ use crate::core::key_removals;
 use crate::core::nameservice;
 use crate::core::profiles::{self, Profile};
 use crate::core::select::{self, AgentQuery, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
+use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
 use rand::seq::SliceRandom;
 use std::cell::OnceCell;
 use std::net::IpAddr;
+use x2gobroker_protocol::Password;
 
 /// The fields of a broker request.
 pub struct Fields {
@@ -27,6 +29,8 @@ pub struct Fields {
     pub pubkey: String,
     pub task: String,
     pub profile_id: String,
+    /// `newpass` (task `setpass`).
+    pub new_password: Password,
 }
 
 /// A task could not be carried out (answered with 500, as the original).
@@ -413,6 +417,26 @@ impl TaskContext<'_> {
                 .map(|a| (a, keys_file)),
         );
         agents
+    }
+
+    /// setpass: the request's user changes their password from the
+    /// request's `password` to `newpass`, through PAM only (another auth
+    /// mechanism has no password here to change).
+    pub async fn setpass(&self) -> SetpassOutcome {
+        let mech = Backend::auth_mech_name(self.broker.backend_config(self.backend), &self.broker.global);
+        if mech != "pam" {
+            log::warn!("setpass refused: the auth mechanism is {mech}, not pam");
+            return SetpassOutcome::NewPasswordRefused(format!(
+                "Passwords cannot be changed through this broker (authentication mechanism {mech})."
+            ));
+        }
+        let request = SetpassRequest {
+            helper_socket: &self.broker.env.authservice_socket,
+            user: &self.fields.user,
+            client_address: Some(self.client.to_string()),
+        };
+        let current = Password::new(self.fields.password.clone());
+        setpass::change_password(&request, current, self.fields.new_password.clone()).await
     }
 
     /// selectsession for the requested profile.

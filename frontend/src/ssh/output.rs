@@ -5,8 +5,10 @@
 use crate::core::access::{check_access, Credentials};
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
+use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
 use crate::core::tasks::{Fields, ProfileList, TaskContext};
 use std::net::IpAddr;
+use x2gobroker_protocol::Password;
 
 /// One SSH-mode task, identity already verified.
 pub struct Task<'a> {
@@ -17,6 +19,13 @@ pub struct Task<'a> {
     pub cookie: &'a str,
     pub task: &'a str,
     pub profile_id: &'a str,
+    /// setpass: the current and the new password (from the caller's
+    /// standard input or `--newpass`).
+    pub passwords: Option<(&'a Password, &'a Password)>,
+    /// Whether the broker user is the caller's own account (setpass
+    /// changes no other user's password, not even for root or the magic
+    /// user).
+    pub own_account: bool,
 }
 
 /// The task could not be carried out (the original fails with a traceback).
@@ -73,6 +82,7 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
         pubkey: String::new(),
         task: task.task.to_owned(),
         profile_id: task.profile_id.to_owned(),
+        new_password: Password::default(),
     };
     let ctx = TaskContext {
         broker,
@@ -116,6 +126,33 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
             }
             if let Some(info) = &selected.session_info {
                 out.push_str(&format!("SESSION_INFO:{info}\n"));
+            }
+        }
+        "setpass" => {
+            let Some((current, new)) = task.passwords.filter(|_| task.own_account) else {
+                return Err(TaskError(
+                    "setpass changes only the caller's own password (not with --user for another user)"
+                        .into(),
+                ));
+            };
+            let request = SetpassRequest {
+                helper_socket: &broker.env.authservice_socket,
+                user: task.broker_user,
+                client_address: Some(client_ip),
+            };
+            match setpass::change_password(&request, current.clone(), new.clone()).await {
+                SetpassOutcome::Changed => out.push_str("PASSWORD CHANGED: OK\n"),
+                SetpassOutcome::NewPasswordRefused(reason) => {
+                    out.push_str(&format!("PASSWORD CHANGED: FAILED\nREASON: {reason}\n"))
+                }
+                SetpassOutcome::Denied => {
+                    return Err(TaskError("setpass: the current password was not accepted".into()))
+                }
+                SetpassOutcome::Unavailable => {
+                    return Err(TaskError(
+                        "setpass: the password could not be changed; see the log".into(),
+                    ))
+                }
             }
         }
         _ => {}

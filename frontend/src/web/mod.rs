@@ -252,6 +252,7 @@ fn read_fields(form: &Form, kind: OutputKind) -> Result<Fields, FormError> {
         pubkey: form.get("pubkey", "")?,
         task: form.get("task", "")?,
         profile_id,
+        new_password: x2gobroker_protocol::Password::new(form.get_unstripped("newpass")?),
     })
 }
 
