@@ -98,7 +98,7 @@ pub fn authenticate(request: PamRequest) -> PamOutcome {
                 context.conversation_mut().new_password = new_password;
                 match context.chauthtok(Flag::CHANGE_EXPIRED_AUTHTOK) {
                     Ok(()) => PamOutcome::Success,
-                    Err(e) => match context.conversation().errors.join(" ") {
+                    Err(e) => match context.conversation().errors.join("\n") {
                         reason if reason.is_empty() => PamOutcome::NewPasswordRefused(e.to_string()),
                         reason => PamOutcome::NewPasswordRefused(reason),
                     },

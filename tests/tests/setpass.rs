@@ -59,7 +59,7 @@ fn logs_in(daemon: &HttpDaemon, user: &str, password: &str) -> bool {
 
 fn setup(tag: &str) -> (SshBroker, HttpDaemon) {
     require_root("setpass changes real users' passwords through PAM");
-    let fx = SshBroker::start_with(tag, &config(), PROFILES, &["--debug"]);
+    let fx = SshBroker::start(tag, &config(), PROFILES);
     let http = HttpDaemon::start(fx.dir(), &fx.config, &fx.profiles, &fx.helper.socket);
     (fx, http)
 }
@@ -106,10 +106,9 @@ fn plain_setpass_changes_the_password_and_refuses_wrong_and_weak_ones() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Access granted\n"), "{body}");
-    assert!(body.contains("PASSWORD CHANGED: FAILED\nREASON: "), "{body}");
-    eprintln!("HELPERLOG {}", http.log_text());
+    // pam_unix's own words (English: the helper runs without a locale), once.
     assert!(
-        body.to_lowercase().contains("longer password"),
+        body.ends_with("PASSWORD CHANGED: FAILED\nREASON: You must choose a longer password.\n"),
         "PAM's reason: {body}"
     );
     assert_eq!(

@@ -98,18 +98,25 @@ async fn ask_helper(req: &SetpassRequest<'_>, current: Password, new: Password) 
     }
 }
 
-/// PAM's text as one printable line of bounded length: it goes into
-/// line-based answers.
+/// PAM's messages (one a line; pam_unix repeats its reason for each of its
+/// tries) as one printable line of bounded length: it goes into line-based
+/// answers.
 pub fn one_line(text: &str) -> String {
-    let words: Vec<&str> = text
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .collect();
-    let line = words
-        .into_iter()
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    line.chars().take(REASON_MAX).collect()
+    let mut messages: Vec<String> = Vec::new();
+    for message in text.lines() {
+        let words: Vec<&str> = message
+            .split(|c: char| c.is_whitespace() || c.is_control())
+            .collect();
+        let message = words
+            .into_iter()
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !message.is_empty() && !messages.contains(&message) {
+            messages.push(message);
+        }
+    }
+    messages.join(" ").chars().take(REASON_MAX).collect()
 }
 
 #[cfg(test)]
@@ -119,7 +126,7 @@ mod tests {
     #[test]
     fn reasons_are_one_bounded_line() {
         assert_eq!(
-            one_line("BAD PASSWORD:\n it is\tWAY too short\r\n\u{1b}[31m"),
+            one_line("BAD PASSWORD: it is\tWAY too short\r\n\u{1b}[31m\nBAD PASSWORD: it is WAY too short"),
             "BAD PASSWORD: it is WAY too short [31m"
         );
         assert_eq!(one_line(&"x".repeat(5000)).len(), REASON_MAX);
