@@ -8,7 +8,6 @@
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -29,35 +28,8 @@ pub fn default_program() -> PathBuf {
     candidates.find(|p| p.is_file()).unwrap_or(usr_bin)
 }
 
-/// The program must be a root-owned file that nobody else can change,
-/// in a directory nobody else can change: it runs with the daemon user's
-/// access to cookies and secrets.
-pub fn check_program(program: &Path) -> Result<(), String> {
-    let program = program
-        .canonicalize()
-        .map_err(|e| format!("worker program {}: {e}", program.display()))?;
-    let meta = std::fs::metadata(&program).map_err(|e| format!("{}: {e}", program.display()))?;
-    if !meta.is_file() || meta.mode() & 0o111 == 0 {
-        return Err(format!("{} is not an executable file", program.display()));
-    }
-    let safe = |m: &std::fs::Metadata| m.uid() == 0 && m.mode() & 0o022 == 0;
-    if !safe(&meta) {
-        return Err(format!(
-            "{} must be owned by root and writable by nobody else",
-            program.display()
-        ));
-    }
-    if let Some(dir) = program.parent() {
-        let dmeta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        if !safe(&dmeta) {
-            return Err(format!(
-                "{} (holding the worker program) must be owned by root and writable by nobody else",
-                dir.display()
-            ));
-        }
-    }
-    Ok(())
-}
+/// The worker runs with the daemon user's access to cookies and secrets.
+pub use x2gobroker_sys::program::check_program;
 
 /// A started worker and the helper's end of its job socket.
 pub struct Worker {
@@ -113,43 +85,4 @@ pub fn spawn(
         child,
         job_socket: std::os::unix::net::UnixStream::from(ours),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xbt-worker-launch-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        dir
-    }
-
-    #[test]
-    fn worker_program_must_be_safe_from_others() {
-        let dir = scratch("program");
-        let program = dir.join("x2gobroker-ssh");
-        fs::write(&program, "#!/bin/sh\n").unwrap();
-        fs::set_permissions(&program, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(check_program(&program).is_err(), "not executable");
-        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
-        // Files we make are owned by us: accepted only when we are root.
-        let verdict = check_program(&program);
-        if nix::unistd::geteuid().is_root() {
-            assert_eq!(verdict, Ok(()));
-        } else {
-            assert!(verdict.unwrap_err().contains("must be owned by root"));
-        }
-        fs::set_permissions(&program, fs::Permissions::from_mode(0o775)).unwrap();
-        assert!(check_program(&program).is_err(), "group-writable");
-        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(check_program(&program).is_err(), "directory writable by others");
-        assert!(check_program(&dir.join("missing")).is_err());
-        let _ = fs::remove_dir_all(&dir);
-    }
 }

@@ -17,4 +17,5 @@ pub mod listen_fds;
 pub mod logging;
 pub mod peer;
 pub mod privileges;
+pub mod program;
 pub mod socket;
