@@ -2,7 +2,7 @@
 //! may see, select a server for one — shared by both front doors
 //! ([`crate::web`] and [`crate::ssh`]); they differ only in how they print.
 
-use crate::core::access::Access;
+use crate::core::access::{check_access, Access, Credentials};
 use crate::core::agent::remote::{self, HostKeyPolicy};
 use crate::core::agent::{self, Agent, LocalAgent, RemoteAgent, SessionLine};
 use crate::core::audit::shown;
@@ -13,6 +13,7 @@ use crate::core::hostnames;
 use crate::core::key_removals;
 use crate::core::nameservice;
 use crate::core::profiles::{self, Profile};
+use crate::core::scripts::{self, Changes, ScriptInput, Stage};
 use crate::core::select::{self, AgentQuery, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
 use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
 use rand::seq::SliceRandom;
@@ -31,6 +32,65 @@ pub struct Fields {
     pub profile_id: String,
     /// `newpass` (task `setpass`).
     pub new_password: Password,
+}
+
+impl Fields {
+    /// What session scripts see of this request.
+    fn script_input<'a>(
+        &'a self,
+        client: IpAddr,
+        authed: Option<bool>,
+        server: Option<&'a str>,
+    ) -> ScriptInput<'a> {
+        ScriptInput {
+            user: &self.user,
+            task: &self.task,
+            profile_id: &self.profile_id,
+            client,
+            cookie: &self.authid,
+            password: &self.password,
+            authed,
+            server,
+        }
+    }
+
+    /// Takes what pre_auth / post_auth scripts changed; a login that was
+    /// the user follows the new user.
+    fn apply(&mut self, changes: Changes) {
+        if let Some(user) = changes.user {
+            if self.login == self.user {
+                self.login = user.clone();
+            }
+            self.user = user;
+        }
+        self.task = changes.task.unwrap_or(std::mem::take(&mut self.task));
+        self.profile_id = changes.profile_id.unwrap_or(std::mem::take(&mut self.profile_id));
+    }
+}
+
+/// The original's order: pre_auth scripts, the access check (`password`
+/// is the request's, or "SSH" in SSH mode), post_auth scripts (which run
+/// whatever the access check decided). Err: a script refused the request.
+pub async fn check_access_with_scripts(
+    broker: &Broker,
+    backend: Backend,
+    fields: &mut Fields,
+    client: IpAddr,
+    password: &str,
+) -> Result<Access, scripts::Refused> {
+    let g = &broker.global;
+    fields.apply(scripts::run_stage(g, Stage::PreAuth, &fields.script_input(client, None, None)).await?);
+    let client_ip = client.to_string();
+    let credentials = Credentials {
+        user: &fields.user,
+        password,
+        client_ip: &client_ip,
+        cookie: &fields.authid,
+    };
+    let access = check_access(broker, backend, &credentials).await;
+    let input = fields.script_input(client, Some(access.granted), None);
+    fields.apply(scripts::run_stage(g, Stage::PostAuth, &input).await?);
+    Ok(access)
 }
 
 /// A task could not be carried out (answered with 500, as the original).
@@ -501,6 +561,22 @@ impl TaskContext<'_> {
             if !login.is_empty() {
                 let agents = self.key_agents(agent, profile, &selected);
                 self.deploy_login_key(&agents, login, &mut selected).await?;
+            }
+        }
+        // As the original: after the selection, before the client sees the server.
+        if server_chosen {
+            let input =
+                self.fields
+                    .script_input(self.client, Some(self.access.granted), Some(&selected.server));
+            match scripts::run_stage(g, Stage::SelectSession, &input).await {
+                Ok(changes) => selected.server = changes.server.unwrap_or(selected.server),
+                Err(scripts::Refused(why)) => {
+                    log::warn!(
+                        "selectsession for user {} refused: {why}",
+                        shown(&self.fields.user)
+                    );
+                    return Err(TaskFailed);
+                }
             }
         }
         Ok(selected)

@@ -2,11 +2,11 @@
 //! same engine as HTTP `/plain/`: access check, profile listing with ACLs,
 //! server selection.
 
-use crate::core::access::{check_access, Credentials};
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
+use crate::core::scripts;
 use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
-use crate::core::tasks::{Fields, ProfileList, TaskContext};
+use crate::core::tasks::{check_access_with_scripts, Fields, ProfileList, TaskContext};
 use std::net::IpAddr;
 use x2gobroker_protocol::Password;
 
@@ -52,17 +52,19 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
     }
     let client_ip = task.client.to_string();
     log::info!("client address is {client_ip}");
-    let access = check_access(
-        broker,
-        task.backend,
-        &Credentials {
-            user: task.broker_user,
-            password: "SSH",
-            client_ip: &client_ip,
-            cookie: task.cookie,
-        },
-    )
-    .await;
+    let mut fields = Fields {
+        user: task.broker_user.to_owned(),
+        login: task.login.to_owned(),
+        password: String::new(),
+        authid: task.cookie.to_owned(),
+        pubkey: String::new(),
+        task: task.task.to_owned(),
+        profile_id: task.profile_id.to_owned(),
+        new_password: Password::default(),
+    };
+    let access = check_access_with_scripts(broker, task.backend, &mut fields, task.client, "SSH")
+        .await
+        .map_err(|scripts::Refused(why)| TaskError(format!("refused by a session script ({why})")))?;
     if !access.granted {
         log::error!("cookie authentication failed");
         return Ok(String::new());
@@ -74,16 +76,6 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
         out.push('\n');
     }
     out.push_str("Access granted\n");
-    let fields = Fields {
-        user: task.broker_user.to_owned(),
-        login: task.login.to_owned(),
-        password: String::new(),
-        authid: task.cookie.to_owned(),
-        pubkey: String::new(),
-        task: task.task.to_owned(),
-        profile_id: task.profile_id.to_owned(),
-        new_password: Password::default(),
-    };
     let ctx = TaskContext {
         broker,
         backend: task.backend,
@@ -91,7 +83,9 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
         client: task.client,
         access,
     };
-    match task.task {
+    // What the scripts left of the request from here on.
+    let (user, login) = (fields.user.as_str(), fields.login.as_str());
+    match fields.task.as_str() {
         // The original returns the connection test's answer alone.
         "testcon" => return Ok("OK".into()),
         "listsessions" => {
@@ -103,19 +97,19 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
                     if !list.is_empty() {
                         out.push_str("START_USER_SESSIONS\n\n");
                         for p in list {
-                            p.render_plain(&mut out, task.broker_user, task.login);
+                            p.render_plain(&mut out, user, login);
                         }
                         out.push_str("END_USER_SESSIONS\n");
                     }
                 }
                 ProfileList::Zeroconf(p, id) => {
                     out.push_str("START_USER_SESSIONS\n\n");
-                    p.render_plain_as(&mut out, &id, task.broker_user, task.login);
+                    p.render_plain_as(&mut out, &id, user, login);
                     out.push_str("END_USER_SESSIONS\n");
                 }
             }
         }
-        "selectsession" if !task.profile_id.is_empty() => {
+        "selectsession" if !fields.profile_id.is_empty() => {
             let selected = ctx
                 .select()
                 .await
@@ -128,6 +122,7 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
                 out.push_str(&format!("SESSION_INFO:{info}\n"));
             }
         }
+        // For the helper-verified caller, whatever a script made of the user.
         "setpass" => {
             let Some((current, new)) = task.passwords.filter(|_| task.own_account) else {
                 return Err(TaskError(
