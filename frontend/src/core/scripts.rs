@@ -277,14 +277,15 @@ async fn run_script(
             shown(&String::from_utf8_lossy(&err))
         );
     }
+    // Checked first: a script cut off there may die of the closed pipe.
+    if out.len() as u64 > MAX_OUTPUT {
+        return Err(format!("printed more than {MAX_OUTPUT} bytes"));
+    }
     if !status.success() {
         return Err(match status.code() {
             Some(code) => format!("refused (exit status {code})"),
             None => format!("crashed ({status})"),
         });
-    }
-    if out.len() as u64 > MAX_OUTPUT {
-        return Err(format!("printed more than {MAX_OUTPUT} bytes"));
     }
     Ok(out)
 }
