@@ -174,3 +174,37 @@ fn relay(socket: &std::path::Path, request: &Request) -> Result<i32, ClientError
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+
+    fn pipe_with(text: &[u8]) -> (File, File) {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut write = File::from(write);
+        write.write_all(text).unwrap();
+        (File::from(read), write)
+    }
+
+    #[test]
+    fn passwords_come_from_standard_input_within_a_deadline() {
+        let timeout = Duration::from_secs(5);
+        let (input, _w) = pipe_with(b"old pw\nnew pw\r\n");
+        let (current, new) = read_passwords(input, None, timeout).unwrap();
+        assert_eq!((current.expose(), new.expose()), ("old pw", "new pw"));
+        let (input, _w) = pipe_with(b"old\n");
+        let (current, new) = read_passwords(input, Some("given".into()), timeout).unwrap();
+        assert_eq!((current.expose(), new.expose()), ("old", "given"));
+        // Input that stays open but never comes (X2Go Client's SSH mode).
+        let (input, _w) = pipe_with(b"");
+        let error = read_passwords(input, Some("given".into()), Duration::from_millis(200)).unwrap_err();
+        assert!(error.contains("current password"), "{error}");
+        let (input, w) = pipe_with(b"only-one\n");
+        drop(w);
+        assert!(
+            read_passwords(input, None, timeout).is_err(),
+            "the new password is missing"
+        );
+    }
+}
