@@ -67,5 +67,6 @@ cat > /etc/pam.d/x2gobroker <<'PAM'
 # PAM configuration for the X2Go Session Broker.
 @include common-auth
 @include common-account
+@include common-password
 PAM
 echo "setup-test-env: ok"
