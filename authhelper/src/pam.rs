@@ -70,7 +70,6 @@ pub fn authenticate(request: PamRequest) -> PamOutcome {
         client_address,
         new_password,
     } = request;
-    let changing = new_password.is_some();
     let conversation = Conversation {
         user: user.clone(),
         password,
@@ -92,7 +91,7 @@ pub fn authenticate(request: PamRequest) -> PamOutcome {
         Err(e) => refusal("authentication", e.code()),
         Ok(()) => match context.acct_mgmt(flags) {
             Err(e) => refusal("account", e.code()),
-            Ok(()) if !changing => PamOutcome::Success,
+            Ok(()) if new_password.is_none() => PamOutcome::Success,
             // Not silent: PAM's reasons for refusing a new password are for the user.
             Ok(()) => {
                 context.conversation_mut().new_password = new_password;
