@@ -370,3 +370,69 @@ fn ssh_mode_runs_scripts_as_the_daemon_user_like_the_original_runs_its_modules()
         "the original's SSH mode drops its script's server: {original:?}"
     );
 }
+
+/// The sample in docs/examples does what OPERATIONS.md says it does.
+#[test]
+fn the_sample_script_follows_the_contract() {
+    use std::io::Write;
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/x2gobroker-session-script");
+    let run = |input: serde_json::Value| {
+        let mut child = Command::new(&sample)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the sample");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.to_string().as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )
+    };
+    let request = |stage: &str, user: &str, client: &str, server: serde_json::Value| {
+        serde_json::json!({"stage": stage, "user": user, "task": "listsessions", "profile_id": "",
+            "client_address": client, "cookie": "", "authed": null, "server": server})
+    };
+    assert_eq!(
+        run(request(
+            "pre_auth_scripts",
+            "Alice@Example.org",
+            "127.0.0.1",
+            serde_json::Value::Null
+        )),
+        (Some(0), r#"{"user": "alice"}"#.to_owned())
+    );
+    assert_eq!(
+        run(request(
+            "pre_auth_scripts",
+            "root",
+            "127.0.0.1",
+            serde_json::Value::Null
+        ))
+        .0,
+        Some(1)
+    );
+    assert_eq!(
+        run(request(
+            "pre_auth_scripts",
+            "bob",
+            "127.0.0.1",
+            serde_json::Value::Null
+        )),
+        (Some(0), String::new())
+    );
+    assert_eq!(
+        run(request(
+            "select_session_scripts",
+            "bob",
+            "10.8.0.5",
+            "x2go1.example.org".into()
+        )),
+        (Some(0), r#"{"server": "x2go1.vpn.example.org"}"#.to_owned())
+    );
+}
