@@ -341,3 +341,71 @@ fn ssh_mode_setpass_takes_the_passwords_from_standard_input() {
     );
     assert!(logs_in(&http, user, old), "unchanged");
 }
+
+/// Under the shipped units in a booted systemd (an overlay of this system:
+/// its /etc/shadow is a copy): /etc is read-only for the helper, so setpass
+/// answers FAILED and the shadow file stays as it was; the documented
+/// drop-in (`ReadWritePaths=/etc`) makes it work, with the helper still
+/// holding only its four capabilities.
+#[test]
+fn setpass_under_the_helpers_unit_needs_the_documented_drop_in() {
+    use x2gobroker_systemtests::live::LiveSystem;
+    require_root("a booted systemd");
+    let (user, old, new) = ("xsp-fay", "Fay-sp-4", "Rt6-fay-Zw3");
+    let live = LiveSystem::boot();
+    live.stdout(&["sh", "-c", &format!("echo '{user}:{old}' | chpasswd")]);
+    let shadow = || live.stdout(&["grep", &format!("^{user}:"), "/etc/shadow"]);
+    let before = shadow();
+    let setpass = || {
+        let out = live.exec(&[
+            "curl",
+            "-s",
+            "-m",
+            "60",
+            "-w",
+            "\n%{http_code}",
+            "--data-urlencode",
+            "task=setpass",
+            "--data-urlencode",
+            &format!("user={user}"),
+            "--data-urlencode",
+            &format!("password={old}"),
+            "--data-urlencode",
+            &format!("newpass={new}"),
+            "http://127.0.0.1:8080/plain/",
+        ]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let answer = setpass();
+    assert!(
+        answer.contains("Access granted\nPASSWORD CHANGED: FAILED\nREASON: "),
+        "{answer}"
+    );
+    assert_eq!(shadow(), before, "read-only /etc: nothing changed");
+
+    let drop_in = "/etc/systemd/system/x2gobroker-authhelper.service.d";
+    live.stdout(&["mkdir", "-p", drop_in]);
+    live.stdout(&[
+        "sh",
+        "-c",
+        &format!("printf '[Service]\\nReadWritePaths=/etc\\n' > {drop_in}/setpass.conf"),
+    ]);
+    live.stdout(&["systemctl", "daemon-reload"]);
+    live.stdout(&["systemctl", "restart", "x2gobroker-authhelper.service"]);
+    let answer = setpass();
+    assert!(
+        answer.contains("Access granted\nPASSWORD CHANGED: OK\n"),
+        "{answer}\n{}",
+        live.journal("x2gobroker-authhelper.service")
+    );
+    assert_ne!(shadow(), before);
+    let login = live.plain_listsessions(user, new);
+    assert!(
+        login.contains("Access granted") && login.ends_with("200"),
+        "{login}"
+    );
+    assert!(
+        !live.journal("x2gobroker-authhelper.service").contains(new),
+        "a password reached the journal"
+    );
+}
