@@ -345,8 +345,8 @@ fn ssh_mode_setpass_takes_the_passwords_from_standard_input() {
 /// Under the shipped units in a booted systemd (an overlay of this system:
 /// its /etc/shadow is a copy): /etc is read-only for the helper, so setpass
 /// answers FAILED and the shadow file stays as it was; the documented
-/// drop-in (`ReadWritePaths=/etc`) makes it work, with the helper still
-/// holding only its four capabilities.
+/// drop-in (`ReadWritePaths=/etc`) makes it work (the helper gets no
+/// capability for it: it joined group shadow at start-up).
 #[test]
 fn setpass_under_the_helpers_unit_needs_the_documented_drop_in() {
     use x2gobroker_systemtests::live::LiveSystem;
