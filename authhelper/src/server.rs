@@ -421,7 +421,7 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         }
         // The login part succeeded: no failure to throttle.
         PamOutcome::NewPasswordRefused(reason) => {
-            audit(&format!("new password refused ({reason})"));
+            audit(&format!("new password refused ({reason:?})"));
             error(ErrorKind::NewPasswordRefused, &reason)
         }
         PamOutcome::Refused(reason) => {
