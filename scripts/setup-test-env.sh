@@ -56,6 +56,11 @@ for entry in "${USERS[@]}"; do
   [ -n "$groups" ] && usermod -G "$groups" "$name"
   echo "$name:$pw" | chpasswd
 done
+# setpass tests change these users' passwords; each test resets its own
+# user's password when it starts.
+for name in xsp-carol xsp-dan xsp-erin xsp-fay; do
+  getent passwd "$name" >/dev/null || useradd -m -U -s /bin/bash "$name"
+done
 usermod -L xbt-locked
 chage -E 0 xbt-expired
 usermod -U xbt-alice >/dev/null 2>&1 || true
@@ -65,5 +70,6 @@ cat > /etc/pam.d/x2gobroker <<'PAM'
 # PAM configuration for the X2Go Session Broker.
 @include common-auth
 @include common-account
+@include common-password
 PAM
 echo "setup-test-env: ok"

@@ -1,5 +1,6 @@
 //! One PAM transaction per request: `pam_authenticate`, then `pam_acct_mgmt`
-//! (so locked, expired and must-change-password accounts are refused).
+//! (so locked, expired and must-change-password accounts are refused), then
+//! for `setpass` `pam_chauthtok` as the user's own `passwd` runs it.
 //! Runs on a blocking thread; never logs or returns the password.
 
 use pam_client::{ConversationHandler, ErrorCode, Flag};
@@ -11,6 +12,7 @@ pub struct PamRequest {
     pub user: String,
     pub password: Password,
     pub client_address: Option<String>,
+    pub new_password: Option<Password>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,13 +22,20 @@ pub enum PamOutcome {
     Refused(String),
     /// PAM could not decide (broken stack, module error).
     Error(String),
+    /// The current password was right; PAM refused the new one (its reason).
+    NewPasswordRefused(String),
 }
 
 /// Answers PAM's prompts: the user name for echoing prompts, the password
-/// for hidden ones. Dropping it wipes the password (`Password` zeroizes).
+/// for hidden ones; while changing (`new_password` set), the current one
+/// first, then the new one. PAM's error messages are kept as the reason.
+/// Dropping it wipes the passwords (`Password` zeroizes).
 struct Conversation {
     user: String,
     password: Password,
+    new_password: Option<Password>,
+    asked_current: bool,
+    errors: Vec<String>,
 }
 
 impl ConversationHandler for Conversation {
@@ -38,7 +47,9 @@ impl ConversationHandler for Conversation {
     // wipes); pam-client then drops our CString, which std clears only
     // partially. That short-lived heap copy is a known limit of the binding.
     fn prompt_echo_off(&mut self, _prompt: &CStr) -> Result<CString, ErrorCode> {
-        CString::new(self.password.expose()).map_err(|_| ErrorCode::CONV_ERR)
+        let secret = self.new_password.as_ref().filter(|_| self.asked_current);
+        self.asked_current |= self.new_password.is_some();
+        CString::new(secret.unwrap_or(&self.password).expose()).map_err(|_| ErrorCode::CONV_ERR)
     }
 
     fn text_info(&mut self, msg: &CStr) {
@@ -47,6 +58,7 @@ impl ConversationHandler for Conversation {
 
     fn error_msg(&mut self, msg: &CStr) {
         log::debug!("PAM error message for {:?}: {}", self.user, msg.to_string_lossy());
+        self.errors.push(msg.to_string_lossy().into_owned());
     }
 }
 
@@ -56,10 +68,14 @@ pub fn authenticate(request: PamRequest) -> PamOutcome {
         user,
         password,
         client_address,
+        new_password,
     } = request;
     let conversation = Conversation {
         user: user.clone(),
         password,
+        new_password: None,
+        asked_current: false,
+        errors: Vec::new(),
     };
     let mut context = match pam_client::Context::new(&service, Some(&user), conversation) {
         Ok(c) => c,
@@ -75,7 +91,18 @@ pub fn authenticate(request: PamRequest) -> PamOutcome {
         Err(e) => refusal("authentication", e.code()),
         Ok(()) => match context.acct_mgmt(flags) {
             Err(e) => refusal("account", e.code()),
-            Ok(()) => PamOutcome::Success,
+            Ok(()) if new_password.is_none() => PamOutcome::Success,
+            // Not silent: PAM's reasons for refusing a new password are for the user.
+            Ok(()) => {
+                context.conversation_mut().new_password = new_password;
+                match context.chauthtok(Flag::CHANGE_EXPIRED_AUTHTOK) {
+                    Ok(()) => PamOutcome::Success,
+                    Err(e) => match context.conversation().errors.join("\n") {
+                        reason if reason.is_empty() => PamOutcome::NewPasswordRefused(e.to_string()),
+                        reason => PamOutcome::NewPasswordRefused(reason),
+                    },
+                }
+            }
         },
     };
     // Ends the transaction and drops the conversation, wiping the password.

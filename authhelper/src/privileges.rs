@@ -46,6 +46,11 @@ pub fn kept() -> CapsHashSet {
 /// chowned (that needed CAP_CHOWN/CAP_FOWNER) and before serving anyone.
 pub fn drop_to_kept() -> Result<(), String> {
     let kept = kept();
+    // setpass: pam_unix gives its new /etc/shadow to group shadow; as a member
+    // (no power over shadow files that uid 0 lacks) we need no CAP_CHOWN.
+    if let Ok(Some(shadow)) = nix::unistd::Group::from_name("shadow") {
+        nix::unistd::setgroups(&[shadow.gid]).map_err(|e| format!("setgroups: {e}"))?;
+    }
     let err = |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
     // The bounding set first: shrinking it needs CAP_SETPCAP, which goes below.
     for cap in caps::all() {

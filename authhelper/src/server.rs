@@ -271,7 +271,8 @@ const REQUESTS: [(&str, Who, &str, Handler); 3] = [
 fn kind_of(request: &Request) -> &'static str {
     match request {
         Request::Hello { .. } => "Hello",
-        Request::Authenticate(_) => "Authenticate",
+        // One row: same callers, same handler.
+        Request::Authenticate(_) | Request::ChangePassword(..) => "Authenticate",
         Request::Status => "Status",
         Request::RunSshTask(_) => "RunSshTask",
     }
@@ -280,7 +281,7 @@ fn kind_of(request: &Request) -> &'static str {
 /// What a refused request asked for, for the audit line.
 fn audit_action<'a>(request: &'a Request, state: &'a State) -> Action<'a> {
     match request {
-        Request::Authenticate(a) => Action::Authenticate {
+        Request::Authenticate(a) | Request::ChangePassword(a, _) => Action::Authenticate {
             user: &a.user,
             client_address: a.client_address.as_deref(),
             service: a.service.as_deref().unwrap_or(&state.pam_services[0]),
@@ -341,16 +342,23 @@ fn valid_name(s: &str) -> bool {
 }
 
 /// PAM for a caller the table admitted: allow-listed service, valid names,
-/// throttling, a bounded number of transactions, each with a deadline.
+/// throttling, a bounded number of transactions, each with a deadline. A
+/// password change (`setpass`) is a login followed by `pam_chauthtok`.
 async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -> Response {
-    let Request::Authenticate(AuthRequest {
+    let (auth, new_password) = match request {
+        Request::Authenticate(auth) => (auth, None),
+        Request::ChangePassword(auth, new) => (auth, Some(new)),
+        _ => return error(ErrorKind::Internal, "not an authentication"),
+    };
+    let AuthRequest {
         user,
         password,
         service,
         client_address,
-    }) = request
-    else {
-        return error(ErrorKind::Internal, "not an authentication");
+    } = auth;
+    let (granted, success) = match new_password {
+        Some(_) => (Response::PasswordChanged, "success (password changed)"),
+        None => (Response::Authenticated, "success"),
     };
     let service = service.unwrap_or_else(|| state.pam_services[0].clone());
     let action = Action::Authenticate {
@@ -405,6 +413,7 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         user: user.clone(),
         password,
         client_address: client_address.clone(),
+        new_password,
     };
     // The turn moves into the thread: a PAM call that outlives our deadline
     // still holds it, so stuck PAM calls cannot pile up unbounded threads.
@@ -426,8 +435,14 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         PamOutcome::Success => {
             Stats::bump(&state.stats.successes);
             attempt.succeeded(Instant::now());
-            audit("success");
-            Response::Authenticated
+            audit(success);
+            granted
+        }
+        // The login part succeeded: no failure to throttle.
+        PamOutcome::NewPasswordRefused(reason) => {
+            attempt.succeeded(Instant::now());
+            audit(&format!("new password refused ({reason:?})"));
+            error(ErrorKind::NewPasswordRefused, &reason)
         }
         PamOutcome::Refused(reason) => {
             Stats::bump(&state.stats.failures);

@@ -14,6 +14,11 @@ pub enum Request {
     Status,
     /// An SSH-mode broker task; the caller's identity comes from the kernel.
     RunSshTask(SshTaskRequest),
+    /// `setpass`: PAM authentication with the current password, then
+    /// `pam_chauthtok` to the new one; served for root and the daemon user
+    /// only, throttled and audited like `Authenticate`. The `AuthRequest`
+    /// holds the current password; then comes the new one.
+    ChangePassword(AuthRequest, Password),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +64,11 @@ pub struct SshTask {
     pub config_file: Option<String>,
     /// `-d` or `-i`.
     pub debug: bool,
+    /// `setpass`: the current password (read from standard input, never
+    /// from the command line).
+    pub password: Option<Password>,
+    /// `setpass`: `--newpass` or standard input.
+    pub new_password: Option<Password>,
 }
 
 /// Helper → client.
@@ -80,6 +90,8 @@ pub enum Response {
         exit_code: i32,
     },
     Error(ErrorReply),
+    /// `ChangePassword` succeeded.
+    PasswordChanged,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +141,9 @@ pub enum ErrorKind {
         supported: u16,
     },
     Internal,
+    /// The current password was right, but PAM refused the new one; the
+    /// message is PAM's reason (its error messages), for the user.
+    NewPasswordRefused,
 }
 
 impl std::fmt::Display for ErrorKind {
@@ -145,6 +160,7 @@ impl std::fmt::Display for ErrorKind {
                 write!(f, "protocol version mismatch (helper speaks {supported})")
             }
             ErrorKind::Internal => f.write_str("internal error"),
+            ErrorKind::NewPasswordRefused => f.write_str("new password refused"),
         }
     }
 }

@@ -28,13 +28,22 @@ fn any_request() -> impl Strategy<Value = Request> {
             ),
         (any_task(), proptest::option::of(any_string()))
             .prop_map(|(task, ssh_client)| Request::RunSshTask(SshTaskRequest { task, ssh_client })),
+        (any_string(), any_string(), any_string()).prop_map(|(user, pw, new)| Request::ChangePassword(
+            AuthRequest {
+                user,
+                password: Password::new(pw),
+                service: None,
+                client_address: None,
+            },
+            Password::new(new)
+        )),
     ]
 }
 
 fn any_task() -> impl Strategy<Value = SshTask> {
     (
         any_string(),
-        proptest::collection::vec(proptest::option::of(any_string()), 6),
+        proptest::collection::vec(proptest::option::of(any_string()), 8),
         any::<bool>(),
     )
         .prop_map(|(task, mut o, debug)| SshTask {
@@ -46,6 +55,8 @@ fn any_task() -> impl Strategy<Value = SshTask> {
             backend: o.pop().flatten(),
             config_file: o.pop().flatten(),
             debug,
+            password: o.pop().flatten().map(Password::new),
+            new_password: o.pop().flatten().map(Password::new),
         })
 }
 
@@ -58,6 +69,7 @@ fn any_error_kind() -> impl Strategy<Value = ErrorKind> {
         Just(ErrorKind::Unavailable),
         any::<u16>().prop_map(|supported| ErrorKind::VersionMismatch { supported }),
         Just(ErrorKind::Internal),
+        Just(ErrorKind::NewPasswordRefused),
     ]
 }
 
@@ -68,6 +80,7 @@ fn any_response() -> impl Strategy<Value = Response> {
             server_version
         }),
         Just(Response::Authenticated),
+        Just(Response::PasswordChanged),
         (any_string(), any::<u64>(), any::<[u64; 6]>()).prop_map(|(version, uptime_secs, c)| {
             Response::Status(StatusReport {
                 version,

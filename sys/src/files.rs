@@ -5,13 +5,14 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
-/// A program root starts must be a root-owned file that nobody else can change,
-/// in a directory nobody else can change: it runs with the daemon user's
-/// access to cookies and secrets (the SSH-mode worker).
+/// Programs run on root's or the daemon's behalf (the SSH-mode worker,
+/// session scripts) must be root-owned files nobody else can change, in a
+/// directory nobody else can change. Ok when `program` is such a file
+/// (symbolic links resolved).
 pub fn check_program(program: &Path) -> Result<(), String> {
     let program = program
         .canonicalize()
-        .map_err(|e| format!("worker program {}: {e}", program.display()))?;
+        .map_err(|e| format!("program {}: {e}", program.display()))?;
     let meta = std::fs::metadata(&program).map_err(|e| format!("{}: {e}", program.display()))?;
     if !meta.is_file() || meta.mode() & 0o111 == 0 {
         return Err(format!("{} is not an executable file", program.display()));
@@ -27,8 +28,9 @@ pub fn check_program(program: &Path) -> Result<(), String> {
         let dmeta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         if !safe(&dmeta) {
             return Err(format!(
-                "{} (holding the worker program) must be owned by root and writable by nobody else",
-                dir.display()
+                "{} (holding {}) must be owned by root and writable by nobody else",
+                dir.display(),
+                program.display()
             ));
         }
     }
@@ -52,5 +54,37 @@ pub fn prepare_parent(parent: &Path) -> Result<(), String> {
             Err(format!("{} is writable by others than root", parent.display()))
         }
         Ok(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn program_must_be_safe_from_others() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let program = dir.join("x2gobroker-ssh");
+        fs::write(&program, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(check_program(&program).is_err(), "not executable");
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        // Files we make are owned by us: accepted only when we are root.
+        let verdict = check_program(&program);
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(verdict, Ok(()));
+        } else {
+            assert!(verdict.unwrap_err().contains("must be owned by root"));
+        }
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(check_program(&program).is_err(), "group-writable");
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_program(&program).is_err(), "directory writable by others");
+        assert!(check_program(&dir.join("missing")).is_err());
     }
 }

@@ -94,11 +94,17 @@ impl RunningHelper {
     pub fn spawn(mut command: Command, dir: TestDir, socket: PathBuf) -> Self {
         let log_path = dir.path("helper.log");
         let log = fs::File::create(&log_path).expect("create helper log");
+        // The runner's socket variable is dropped unless the caller set it.
+        if !command
+            .get_envs()
+            .any(|(k, _)| k == "X2GOBROKER_AUTHSERVICE_SOCKET")
+        {
+            command.env_remove("X2GOBROKER_AUTHSERVICE_SOCKET");
+        }
         command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
-            .env_remove("X2GOBROKER_AUTHSERVICE_SOCKET")
             .env_remove("X2GOBROKER_DEBUG");
         let child = command.spawn().expect("start the helper");
         let mut helper = RunningHelper {

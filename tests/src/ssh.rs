@@ -79,6 +79,8 @@ impl SshBroker {
             command.arg("--ssh-worker-program").arg(ssh_binary());
         }
         command
+            // Workers ask this helper too (setpass).
+            .env("X2GOBROKER_AUTHSERVICE_SOCKET", &socket)
             .env("X2GOBROKER_CONFIG", &config_path)
             .env("X2GOBROKER_SESSIONPROFILES", &profiles_path);
         let helper = RunningHelper::spawn(command, dir, socket);

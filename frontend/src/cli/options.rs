@@ -89,6 +89,8 @@ impl BrokerOptions {
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned()),
             debug: self.debug || self.debug_interactively,
+            password: None,
+            new_password: None,
         })
     }
 

@@ -143,6 +143,9 @@ const BUILTINS: &[(&str, &str, Builtin)] = {
         ("global", "pre_auth_scripts", List(&[])),
         ("global", "post_auth_scripts", List(&[])),
         ("global", "select_session_scripts", List(&[])),
+        // Ours: session scripts' deadline (seconds) and which of them see the password.
+        ("global", "session-script-timeout", Int(10)),
+        ("global", "session-scripts-with-password", List(&[])),
         ("global", "my-cookie", Unset),
         (
             "global",
@@ -344,6 +347,8 @@ pub struct GlobalConfig {
     pub pre_auth_scripts: Vec<String>,
     pub post_auth_scripts: Vec<String>,
     pub select_session_scripts: Vec<String>,
+    pub session_script_timeout: i64,
+    pub session_scripts_with_password: Vec<String>,
     pub my_cookie: Option<String>,
     pub my_cookie_file: PathBuf,
     pub enable_plain_output: bool,
@@ -381,6 +386,8 @@ impl GlobalConfig {
             pre_auth_scripts: nonempty(c.get_list(G, "pre_auth_scripts")),
             post_auth_scripts: nonempty(c.get_list(G, "post_auth_scripts")),
             select_session_scripts: nonempty(c.get_list(G, "select_session_scripts")),
+            session_script_timeout: c.get_int(G, "session-script-timeout")?,
+            session_scripts_with_password: nonempty(c.get_list(G, "session-scripts-with-password")),
             my_cookie: c.get_str(G, "my-cookie"),
             my_cookie_file: PathBuf::from(s("my-cookie-file")),
             enable_plain_output: c.get_bool(G, "enable-plain-output")?,

@@ -21,6 +21,8 @@ pub mod login_map;
 pub mod nameservice;
 pub mod portscan;
 pub mod profiles;
+pub mod scripts;
 pub mod select;
+pub mod setpass;
 pub mod stats;
 pub mod tasks;

@@ -2,7 +2,7 @@
 //! may see, select a server for one — shared by both front doors
 //! ([`crate::web`] and [`crate::ssh`]); they differ only in how they print.
 
-use crate::core::access::Access;
+use crate::core::access::{check_access, Access, Credentials};
 use crate::core::agent::remote::{self, HostKeyPolicy};
 use crate::core::agent::{self, Agent, LocalAgent, RemoteAgent, SessionLine};
 use crate::core::audit::shown;
@@ -13,10 +13,13 @@ use crate::core::hostnames;
 use crate::core::key_removals;
 use crate::core::nameservice;
 use crate::core::profiles::{self, Profile};
+use crate::core::scripts::{self, Changes, ScriptInput, Stage};
 use crate::core::select::{self, AgentQuery, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
+use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
 use rand::seq::SliceRandom;
 use std::cell::OnceCell;
 use std::net::IpAddr;
+use x2gobroker_protocol::Password;
 
 /// The fields of a broker request.
 pub struct Fields {
@@ -27,6 +30,67 @@ pub struct Fields {
     pub pubkey: String,
     pub task: String,
     pub profile_id: String,
+    /// `newpass` (task `setpass`).
+    pub new_password: Password,
+}
+
+impl Fields {
+    /// What session scripts see of this request.
+    fn script_input<'a>(
+        &'a self,
+        client: IpAddr,
+        authed: Option<bool>,
+        server: Option<&'a str>,
+    ) -> ScriptInput<'a> {
+        ScriptInput {
+            user: &self.user,
+            task: &self.task,
+            profile_id: &self.profile_id,
+            client,
+            cookie: &self.authid,
+            password: &self.password,
+            authed,
+            server,
+        }
+    }
+
+    /// Takes what pre_auth / post_auth scripts changed; a login that was
+    /// the user follows the new user.
+    fn apply(&mut self, changes: Changes) {
+        if let Some(user) = changes.user {
+            if self.login == self.user {
+                self.login = user.clone();
+            }
+            self.user = user;
+        }
+        self.task = changes.task.unwrap_or(std::mem::take(&mut self.task));
+        self.profile_id = changes.profile_id.unwrap_or(std::mem::take(&mut self.profile_id));
+    }
+}
+
+/// The original's order: pre_auth scripts, the access check (`password`
+/// is the request's, or "SSH" in SSH mode), post_auth scripts (which run
+/// whatever the access check decided). Err: a script refused the request.
+pub async fn check_access_with_scripts(
+    broker: &Broker,
+    backend: Backend,
+    fields: &mut Fields,
+    client: IpAddr,
+    password: &str,
+) -> Result<Access, scripts::Refused> {
+    let g = &broker.global;
+    fields.apply(scripts::run_stage(g, Stage::PreAuth, &fields.script_input(client, None, None)).await?);
+    let client_ip = client.to_string();
+    let credentials = Credentials {
+        user: &fields.user,
+        password,
+        client_ip: &client_ip,
+        cookie: &fields.authid,
+    };
+    let access = check_access(broker, backend, &credentials).await;
+    let input = fields.script_input(client, Some(access.granted), None);
+    fields.apply(scripts::run_stage(g, Stage::PostAuth, &input).await?);
+    Ok(access)
 }
 
 /// A task could not be carried out (answered with 500, as the original).
@@ -415,6 +479,26 @@ impl TaskContext<'_> {
         agents
     }
 
+    /// setpass: the request's user changes their password from the
+    /// request's `password` to `newpass`, through PAM only (another auth
+    /// mechanism has no password here to change).
+    pub async fn setpass(&self) -> SetpassOutcome {
+        let mech = Backend::auth_mech_name(self.broker.backend_config(self.backend), &self.broker.global);
+        if mech != "pam" {
+            log::warn!("setpass refused: the auth mechanism is {mech}, not pam");
+            return SetpassOutcome::NewPasswordRefused(format!(
+                "Passwords cannot be changed through this broker (authentication mechanism {mech})."
+            ));
+        }
+        let request = SetpassRequest {
+            helper_socket: &self.broker.env.authservice_socket,
+            user: &self.fields.user,
+            client_address: Some(self.client.to_string()),
+        };
+        let current = Password::new(self.fields.password.clone());
+        setpass::change_password(&request, current, self.fields.new_password.clone()).await
+    }
+
     /// selectsession for the requested profile.
     pub async fn select(&self) -> Result<Selected, TaskFailed> {
         if self.backend == Backend::Zeroconf {
@@ -477,6 +561,22 @@ impl TaskContext<'_> {
             if !login.is_empty() {
                 let agents = self.key_agents(agent, profile, &selected);
                 self.deploy_login_key(&agents, login, &mut selected).await?;
+            }
+        }
+        // As the original: after the selection, before the client sees the server.
+        if server_chosen {
+            let input =
+                self.fields
+                    .script_input(self.client, Some(self.access.granted), Some(&selected.server));
+            match scripts::run_stage(g, Stage::SelectSession, &input).await {
+                Ok(changes) => selected.server = changes.server.unwrap_or(selected.server),
+                Err(scripts::Refused(why)) => {
+                    log::warn!(
+                        "selectsession for user {} refused: {why}",
+                        shown(&self.fields.user)
+                    );
+                    return Err(TaskFailed);
+                }
             }
         }
         Ok(selected)

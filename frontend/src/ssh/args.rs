@@ -15,13 +15,20 @@ use clap::Parser;
 pub struct SshArgs {
     #[command(flatten)]
     pub options: BrokerOptions,
+    /// for task setpass: the new password, as X2Go Client sends it (visible in the process list: prefer standard input)
+    #[arg(long = "newpass", value_name = "NEW_PASSWORD")]
+    pub newpass: Option<String>,
 }
 
 impl SshArgs {
     /// Parses `args` (without the program name).
     pub fn parse_list(args: &[String]) -> Result<BrokerOptions, clap::Error> {
+        SshArgs::parse_all(args).map(|a| a.options)
+    }
+
+    /// As [`SshArgs::parse_list`], with SSH mode's own options.
+    pub fn parse_all(args: &[String]) -> Result<SshArgs, clap::Error> {
         SshArgs::try_parse_from(std::iter::once("x2gobroker".to_string()).chain(args.iter().cloned()))
-            .map(|a| a.options)
     }
 }
 

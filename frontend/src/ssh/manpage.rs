@@ -57,6 +57,35 @@ Debug messages (including the worker's credentials) on stderr.
 .TP
 .BI \-C " FILE"
 Another configuration file: root only.
+.SH "CHANGING THE PASSWORD"
+.B \-\-task setpass
+changes the caller's own password through PAM (the
+.B password
+stack of the
+.B x2gobroker
+PAM service). The current password is always needed: the first line of
+standard input. The new password is the second line, or
+.B \-\-newpass
+(as X2Go Client sends it; on the command line it is visible to other local
+users, so standard input is better):
+.PP
+.RS
+.nf
+printf '%s\\n%s\\n' "$OLD" "$NEW" | ssh broker x2gobroker-ssh \-\-task setpass
+.fi
+.RE
+.PP
+The passwords must arrive within 10 seconds and not from a terminal.
+The answer is
+.B PASSWORD CHANGED: OK
+or
+.B PASSWORD CHANGED: FAILED
+followed by
+.BI REASON: " text"
+(PAM's reason, e.g. a too short password). A wrong current password is
+refused (exit status 1). Root and the magic user cannot change another
+user's password with
+.BR \-\-user .
 .SH ENVIRONMENT
 .TP
 .B X2GOBROKER_SSH_SOCKET

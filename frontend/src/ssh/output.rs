@@ -2,11 +2,13 @@
 //! same engine as HTTP `/plain/`: access check, profile listing with ACLs,
 //! server selection.
 
-use crate::core::access::{check_access, Credentials};
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
-use crate::core::tasks::{Fields, ProfileList, TaskContext};
+use crate::core::scripts;
+use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
+use crate::core::tasks::{check_access_with_scripts, Fields, ProfileList, TaskContext};
 use std::net::IpAddr;
+use x2gobroker_protocol::Password;
 
 /// One SSH-mode task, identity already verified.
 pub struct Task<'a> {
@@ -17,6 +19,13 @@ pub struct Task<'a> {
     pub cookie: &'a str,
     pub task: &'a str,
     pub profile_id: &'a str,
+    /// setpass: the current and the new password (from the caller's
+    /// standard input or `--newpass`).
+    pub passwords: Option<(&'a Password, &'a Password)>,
+    /// Whether the broker user is the caller's own account (setpass
+    /// changes no other user's password, not even for root or the magic
+    /// user).
+    pub own_account: bool,
 }
 
 /// The task could not be carried out (the original fails with a traceback).
@@ -43,17 +52,19 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
     }
     let client_ip = task.client.to_string();
     log::info!("client address is {client_ip}");
-    let access = check_access(
-        broker,
-        task.backend,
-        &Credentials {
-            user: task.broker_user,
-            password: "SSH",
-            client_ip: &client_ip,
-            cookie: task.cookie,
-        },
-    )
-    .await;
+    let mut fields = Fields {
+        user: task.broker_user.to_owned(),
+        login: task.login.to_owned(),
+        password: String::new(),
+        authid: task.cookie.to_owned(),
+        pubkey: String::new(),
+        task: task.task.to_owned(),
+        profile_id: task.profile_id.to_owned(),
+        new_password: Password::default(),
+    };
+    let access = check_access_with_scripts(broker, task.backend, &mut fields, task.client, "SSH")
+        .await
+        .map_err(|scripts::Refused(why)| TaskError(format!("refused by a session script ({why})")))?;
     if !access.granted {
         log::error!("cookie authentication failed");
         return Ok(String::new());
@@ -65,15 +76,6 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
         out.push('\n');
     }
     out.push_str("Access granted\n");
-    let fields = Fields {
-        user: task.broker_user.to_owned(),
-        login: task.login.to_owned(),
-        password: String::new(),
-        authid: task.cookie.to_owned(),
-        pubkey: String::new(),
-        task: task.task.to_owned(),
-        profile_id: task.profile_id.to_owned(),
-    };
     let ctx = TaskContext {
         broker,
         backend: task.backend,
@@ -81,7 +83,9 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
         client: task.client,
         access,
     };
-    match task.task {
+    // What the scripts left of the request from here on.
+    let (user, login) = (fields.user.as_str(), fields.login.as_str());
+    match fields.task.as_str() {
         // The original returns the connection test's answer alone.
         "testcon" => return Ok("OK".into()),
         "listsessions" => {
@@ -93,19 +97,19 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
                     if !list.is_empty() {
                         out.push_str("START_USER_SESSIONS\n\n");
                         for p in list {
-                            p.render_plain(&mut out, task.broker_user, task.login);
+                            p.render_plain(&mut out, user, login);
                         }
                         out.push_str("END_USER_SESSIONS\n");
                     }
                 }
                 ProfileList::Zeroconf(p, id) => {
                     out.push_str("START_USER_SESSIONS\n\n");
-                    p.render_plain_as(&mut out, &id, task.broker_user, task.login);
+                    p.render_plain_as(&mut out, &id, user, login);
                     out.push_str("END_USER_SESSIONS\n");
                 }
             }
         }
-        "selectsession" if !task.profile_id.is_empty() => {
+        "selectsession" if !fields.profile_id.is_empty() => {
             let selected = ctx
                 .select()
                 .await
@@ -116,6 +120,34 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
             }
             if let Some(info) = &selected.session_info {
                 out.push_str(&format!("SESSION_INFO:{info}\n"));
+            }
+        }
+        // For the helper-verified caller, whatever a script made of the user.
+        "setpass" => {
+            let Some((current, new)) = task.passwords.filter(|_| task.own_account) else {
+                return Err(TaskError(
+                    "setpass changes only the caller's own password (not with --user for another user)"
+                        .into(),
+                ));
+            };
+            let request = SetpassRequest {
+                helper_socket: &broker.env.authservice_socket,
+                user: task.broker_user,
+                client_address: Some(client_ip),
+            };
+            match setpass::change_password(&request, current.clone(), new.clone()).await {
+                SetpassOutcome::Changed => out.push_str("PASSWORD CHANGED: OK\n"),
+                SetpassOutcome::NewPasswordRefused(reason) => {
+                    out.push_str(&format!("PASSWORD CHANGED: FAILED\nREASON: {reason}\n"))
+                }
+                SetpassOutcome::Denied => {
+                    return Err(TaskError("setpass: the current password was not accepted".into()))
+                }
+                SetpassOutcome::Unavailable => {
+                    return Err(TaskError(
+                        "setpass: the password could not be changed; see the log".into(),
+                    ))
+                }
             }
         }
         _ => {}

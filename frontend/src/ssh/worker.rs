@@ -174,6 +174,11 @@ fn serve(job: WorkerJob, mut env: Environment) -> u8 {
         cookie: args.auth_cookie.as_deref().unwrap_or(""),
         task: &args.task,
         profile_id: args.profile_id.as_deref().unwrap_or(""),
+        passwords: args.password.as_ref().zip(args.new_password.as_ref()),
+        own_account: nix::unistd::User::from_name(&job.broker_user)
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.uid.as_raw() == job.caller_uid),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,

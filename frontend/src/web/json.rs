@@ -3,6 +3,7 @@
 
 use super::{Reply, TEXT_JSON};
 use crate::core::jsonout::{self, Object};
+use crate::core::setpass::SetpassOutcome;
 use crate::core::tasks::{ProfileList, TaskContext};
 
 pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
@@ -74,6 +75,15 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
             }
             payload.raw("selected_session", selected.finish());
         }
+        "setpass" => match ctx.setpass().await {
+            SetpassOutcome::Changed => payload.str("password-changed", "OK"),
+            SetpassOutcome::NewPasswordRefused(reason) => {
+                payload.str("password-changed", "FAILED");
+                payload.str("reason", &reason);
+            }
+            SetpassOutcome::Denied => return Reply::error(401),
+            SetpassOutcome::Unavailable => return Reply::error(500),
+        },
         _ => {}
     }
     Reply::ok(TEXT_JSON, payload.finish())

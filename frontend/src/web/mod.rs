@@ -9,10 +9,10 @@ pub mod uccs;
 #[cfg(test)]
 mod tests;
 
-use crate::core::access::{check_access, Credentials};
 use crate::core::backend::Backend;
 use crate::core::broker::Shared;
-use crate::core::tasks::{Fields, TaskContext};
+use crate::core::scripts;
+use crate::core::tasks::{check_access_with_scripts, Fields, TaskContext};
 use bytes::{Buf, Bytes};
 use form::{Form, FormError};
 use std::net::SocketAddr;
@@ -193,7 +193,7 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
     {
         return form_error(e);
     }
-    let fields = match read_fields(&form, kind) {
+    let mut fields = match read_fields(&form, kind) {
         Ok(f) => f,
         Err(e) => return form_error(e),
     };
@@ -202,22 +202,16 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
         return Reply::error(404);
     };
     let ip = remote.ip();
-    let ip_text = ip.to_string();
-    log::info!("client address is {ip_text}");
-    let access = check_access(
-        &broker,
-        backend,
-        &Credentials {
-            user: &fields.user,
-            password: &fields.password,
-            client_ip: &ip_text,
-            cookie: &fields.authid,
-        },
-    )
-    .await;
-    if !access.granted {
-        return Reply::error(401);
-    }
+    log::info!("client address is {ip}");
+    let password = fields.password.clone();
+    let access = match check_access_with_scripts(&broker, backend, &mut fields, ip, &password).await {
+        Ok(access) if access.granted => access,
+        Ok(_) => return Reply::error(401),
+        Err(scripts::Refused(why)) => {
+            log::warn!("request refused: {why}");
+            return Reply::error(401);
+        }
+    };
     let ctx = TaskContext {
         broker: &broker,
         backend,
@@ -252,6 +246,7 @@ fn read_fields(form: &Form, kind: OutputKind) -> Result<Fields, FormError> {
         pubkey: form.get("pubkey", "")?,
         task: form.get("task", "")?,
         profile_id,
+        new_password: x2gobroker_protocol::Password::new(form.get_unstripped("newpass")?),
     })
 }
 

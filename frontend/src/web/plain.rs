@@ -1,6 +1,7 @@
 //! The `plain` output (X2Go Client): line-based text.
 
 use super::{Reply, TEXT_PLAIN};
+use crate::core::setpass::SetpassOutcome;
 use crate::core::tasks::{ProfileList, TaskContext};
 
 pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
@@ -43,6 +44,15 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
                     out.push_str(&format!("SESSION_INFO:{info}\n"));
                 }
             }
+        },
+        // X2Go Client reads the word after "PASSWORD CHANGED: " (OK or not).
+        "setpass" => match ctx.setpass().await {
+            SetpassOutcome::Changed => out.push_str("PASSWORD CHANGED: OK\n"),
+            SetpassOutcome::NewPasswordRefused(reason) => {
+                out.push_str(&format!("PASSWORD CHANGED: FAILED\nREASON: {reason}\n"))
+            }
+            SetpassOutcome::Denied => return Reply::error(401),
+            SetpassOutcome::Unavailable => return Reply::error(500),
         },
         _ => {}
     }
