@@ -17,11 +17,14 @@ use x2gobroker_systemtests::support::TestDir;
 
 const DAEMON_SERVICE: &str = "x2gobroker-daemon.service";
 const HELPER_SERVICE: &str = "x2gobroker-authhelper.service";
-const UNITS: [&str; 4] = [
+const LOADCHECKER_SERVICE: &str = "x2gobroker-loadchecker.service";
+const UNITS: [&str; 6] = [
     "x2gobroker-daemon.socket",
     DAEMON_SERVICE,
     "x2gobroker-authhelper.socket",
     HELPER_SERVICE,
+    "x2gobroker-loadchecker.socket",
+    LOADCHECKER_SERVICE,
 ];
 /// Exposure budgets (systemd-analyze security, 0 = best, 10 = worst).
 const DAEMON_BUDGET: f64 = 2.0;
@@ -189,6 +192,16 @@ fn daemon_exposure_is_within_budget() {
     assert!(
         level <= DAEMON_BUDGET,
         "{DAEMON_SERVICE} exposure {level} > {DAEMON_BUDGET}"
+    );
+}
+
+#[test]
+fn loadchecker_exposure_is_within_budget() {
+    let level = exposure(&unit_path(LOADCHECKER_SERVICE));
+    println!("exposure {LOADCHECKER_SERVICE}: {level:.1} (budget {DAEMON_BUDGET:.1})");
+    assert!(
+        level <= DAEMON_BUDGET,
+        "{LOADCHECKER_SERVICE} exposure {level} > {DAEMON_BUDGET}"
     );
 }
 
