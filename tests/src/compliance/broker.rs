@@ -493,3 +493,8 @@ pub fn start_loadchecker(
     running.wait_until(|| UnixStream::connect(socket).is_ok())?;
     Ok(running)
 }
+
+/// One of our programs in the workspace target dir (e.g. `x2gobroker-keygen`).
+pub fn our_program(file: &str) -> PathBuf {
+    our_binary("X2GOBROKER_NO_SUCH_OVERRIDE", file)
+}
