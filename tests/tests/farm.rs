@@ -64,7 +64,14 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         load_factor_selection,
     ),
     ("broker_uses_the_other_kinds_load_checker", loadchecker_cross),
+    (
+        "tools_pubkeyauthorizer_then_testagent_on_a_server",
+        tools_on_a_server,
+    ),
 ];
+
+/// Scenarios of our tools alone (ignored in the run against the original).
+const OURS_ONLY: &[&str] = &["tools_pubkeyauthorizer_then_testagent_on_a_server"];
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -77,7 +84,11 @@ fn main() -> ExitCode {
     };
     let trials = SCENARIOS
         .iter()
-        .map(|&(name, scenario)| Trial::test(name, move || run(kind, scenario)).with_kind(kind.name()))
+        .map(|&(name, scenario)| {
+            Trial::test(name, move || run(kind, scenario))
+                .with_kind(kind.name())
+                .with_ignored_flag(kind == BrokerKind::Original && OURS_ONLY.contains(&name))
+        })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(farm) = Farm::started() {
@@ -1055,6 +1066,154 @@ fn loadchecker_cross(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
     if !received {
         return Err(format!(
             "the broker did not log the three factors it received\n{log}"
+        ));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ admin tools
+
+/// Stands in for the broker account in the tools scenario (its own key,
+/// so the farm's broker key stays untouched).
+const KEY_OWNER: &str = "xts-keyowner";
+
+/// Our daemon publishes the key owner's key at /pubkeys/;
+/// x2gobroker-pubkeyauthorizer, run inside server 1, authorises it for the
+/// agent with the original's restrictions; x2gobroker-testagent (as the key
+/// owner) then runs ping and listsessions there. Server 1's
+/// authorized_keys is restored afterwards.
+fn tools_on_a_server(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    let owner_env = [
+        ("X2GOBROKER_DAEMON_USER", KEY_OWNER),
+        ("X2GOBROKER_DAEMON_GROUP", KEY_OWNER),
+    ];
+    // The farm's host keys are new with every start: forget earlier ones
+    // (testagent -A then adds the current ones).
+    if let Ok(Some(owner)) = nix::unistd::User::from_name(KEY_OWNER) {
+        let _ = std::fs::remove_file(owner.dir.join(".ssh/known_hosts"));
+    }
+    let keygen = Command::new(broker::our_program("x2gobroker-keygen"))
+        .args(["-f", "-t", "ED25519"])
+        .envs(owner_env)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !keygen.status.success() {
+        return Err(format!("keygen: {}", String::from_utf8_lossy(&keygen.stderr)));
+    }
+    let public = String::from_utf8_lossy(&keygen.stdout).trim().to_owned();
+    let key_body = public
+        .split_whitespace()
+        .nth(1)
+        .ok_or("keygen printed no key")?
+        .to_owned();
+    let dir = TempDir::new("tools")?;
+    let d = dir.path();
+    let config = d.join("x2gobroker.conf");
+    std::fs::write(
+        &config,
+        CONFIG
+            .replace("%DIR%", &d.to_string_lossy())
+            .replace("%REMOVALS%", &d.to_string_lossy()),
+    )
+    .map_err(|e| e.to_string())?;
+    let profiles = d.join("sessionprofiles.conf");
+    std::fs::write(&profiles, PROFILES.replace("%HOSTS%", &farm.profile_hosts()))
+        .map_err(|e| e.to_string())?;
+    let setup = BrokerSetup {
+        kind,
+        dir: d,
+        config: &config,
+        profiles: &profiles,
+        auth_socket: &d.join("auth.sock"),
+        listen: Listen::Ipv4,
+        env: owner_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        args: Vec::new(),
+    };
+    let port = broker::free_port(Listen::Ipv4)?;
+    let daemon = broker::start_broker(&setup, port)?;
+    let keys_file = farm.dir.join("srv1/broker-home/.ssh/authorized_keys");
+    let saved = std::fs::read(&keys_file).map_err(|e| format!("{}: {e}", keys_file.display()))?;
+    let result = (|| -> Result<(), String> {
+        let authorizer = broker::our_program("x2gobroker-pubkeyauthorizer");
+        let out = Command::new("bash")
+            .arg(&farm.script)
+            .args(["exec", "1"])
+            .arg(&authorizer)
+            .arg("--broker-url")
+            .arg(format!("http://127.0.0.1:{port}/pubkeys/"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "pubkeyauthorizer: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                daemon.log_tail()
+            ));
+        }
+        let keys = std::fs::read_to_string(&keys_file).map_err(|e| e.to_string())?;
+        let want = format!(
+            "command=\"/usr/lib/x2go/x2gobroker-agent\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty ssh-ed25519 {key_body}"
+        );
+        if !keys.lines().any(|l| l.starts_with(&want)) {
+            return Err(format!(
+                "authorized_keys of server 1 lacks the restricted key:\n{keys}"
+            ));
+        }
+        if !keys.starts_with(&String::from_utf8_lossy(&saved).to_string()) {
+            return Err(format!("the earlier keys were not kept:\n{keys}"));
+        }
+        let s = farm.server(1);
+        let testagent = |args: &[&str]| -> Result<(bool, String), String> {
+            let out = Command::new(broker::our_program("x2gobroker-testagent"))
+                .args(["-H", &s.addr, "-p", &s.port.to_string(), "-A", "-C"])
+                .arg(&config)
+                .args(args)
+                .envs(owner_env)
+                .env("X2GOBROKER_AGENT_CMD", AGENT)
+                .output()
+                .map_err(|e| e.to_string())?;
+            Ok((
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ))
+        };
+        let (ok, text) = testagent(&["-t", "ping"])?;
+        if !ok || !text.contains("The task 'ping' could be executed successfully on the remote broker agent.")
+        {
+            return Err(format!("testagent ping:\n{text}"));
+        }
+        let sid = farm.add_session(1, "xbt-alice", Status::Suspended)?;
+        let (ok, text) = testagent(&["-t", "listsessions", "-u", "xbt-alice"])?;
+        if !ok || !text.contains(&sid) {
+            return Err(format!(
+                "testagent listsessions does not show session {sid}:\n{text}"
+            ));
+        }
+        Ok(())
+    })();
+    std::fs::write(&keys_file, &saved).map_err(|e| format!("restoring {}: {e}", keys_file.display()))?;
+    result?;
+    // With the key gone again, the same call fails (non-zero exit).
+    let s = farm.server(1);
+    let out = Command::new(broker::our_program("x2gobroker-testagent"))
+        .args(["-H", &s.addr, "-p", &s.port.to_string(), "-A", "-C"])
+        .arg(&config)
+        .envs(owner_env)
+        .env("X2GOBROKER_AGENT_CMD", AGENT)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Err(format!(
+            "testagent ping succeeded without the key:\n{}",
+            String::from_utf8_lossy(&out.stdout)
         ));
     }
     Ok(())

@@ -100,6 +100,9 @@ pub fn main() -> ExitCode {
     if user.is_empty() && !cli.list_tasks && !matches!(cli.task.as_str(), "ping" | "checkload") {
         return fail("cannot continue without --username");
     }
+    // One call: a master connection would only outlive the tool (and
+    // answer later calls after the key was withdrawn).
+    crate::core::agent::remote::disable_multiplexing();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string()),
