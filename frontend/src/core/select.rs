@@ -577,6 +577,34 @@ mod tests {
     }
 
     #[test]
+    fn load_factors_weigh_sessions_and_missing_data_falls_back() {
+        let counts: Vec<(String, i64)> = vec![("a".into(), 2), ("b".into(), 0), ("c".into(), 1)];
+        let loads = |list: &[(&str, Load)]| -> Vec<(String, Load)> {
+            list.iter().map(|(h, l)| (h.to_string(), l.clone())).collect()
+        };
+        let f = |n| Load::Factor(n);
+        let mut busy = counts.clone();
+        let hosts: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+        // (2+1)/100000, (0+1)/1000, (1+1)/100000: c.
+        let lf = loads(&[("a", f(100_000)), ("b", f(1000)), ("c", f(100_000))]);
+        assert_eq!(pick_least_busy(&hosts, &mut busy, &lf), "c");
+        // A failure leaves the server out.
+        let lf = loads(&[
+            ("a", f(100_000)),
+            ("b", f(1000)),
+            ("c", Load::Failed("HOST-UNREACHABLE".into())),
+        ]);
+        assert_eq!(pick_least_busy(&hosts, &mut busy, &lf), "a");
+        // A server without data: session counts decide (b).
+        let lf = loads(&[("a", f(100_000)), ("c", f(100_000))]);
+        assert_eq!(pick_least_busy(&hosts, &mut busy, &lf), "b");
+        assert!(by_load(&counts, &lf).is_none());
+        // Factor 0 ranks last instead of dividing by zero.
+        let lf = loads(&[("a", f(0)), ("b", f(0)), ("c", f(5))]);
+        assert_eq!(pick_least_busy(&hosts, &mut busy, &lf), "c");
+    }
+
+    #[test]
     fn a_private_key_never_reaches_debug_output() {
         let mut s = Selected::plain("h1", 22);
         s.private_key = Some(zeroize::Zeroizing::new(

@@ -30,7 +30,7 @@ const MAX_CONNECTIONS: usize = 64;
         (agent query mode SSH, at least two hosts) every load-checker-intervals seconds \
         and keeps each server's load factor:\n\n  \
         load-factor = int((memAvail/1000) * numCPU * typeCPU * 100 / loadavgXX)\n\n\
-        The broker asks for the factors over a Unix socket (request BACKEND\\\\rPROFILE\\\\rHOST\\\\n) \
+        The broker asks for the factors over a Unix socket (request BACKEND\\rPROFILE\\rHOST\\n) \
         and sends new sessions to the server with the lowest (sessions + 1) / load-factor. \
         Data older than two intervals is not reported. Normally started by systemd \
         (x2gobroker-loadchecker.socket)."
