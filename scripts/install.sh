@@ -24,7 +24,8 @@
 # tmpfiles.d entry for /run/x2gobroker (0770 x2gobroker:x2gobroker) would win
 # over ours and lock SSH-mode users out of the helper socket. Remove them
 # first (apt-get remove x2gobroker x2gobroker-daemon x2gobroker-authservice
-# x2gobroker-ssh; their configuration under /etc stays), or pass --force.
+# x2gobroker-ssh x2gobroker-loadchecker; their configuration under /etc
+# stays), or pass --force.
 #
 # Man pages and shell completions come from the programs themselves:
 #   PROGRAM --generate-man DIR          writes NAME.SECTION roff files to DIR

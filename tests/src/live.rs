@@ -72,7 +72,7 @@ for d in "$XBT_REPO" "$XBT_BIN" "${binds[@]}"; do
   mkdir -p "$R$d"; mount --bind "$d" "$R$d"
 done
 if [ "$XBT_INSTALL" = checkout ]; then
-  chroot "$R" dpkg --remove --no-triggers x2gobroker-ssh x2gobroker-daemon x2gobroker-authservice x2gobroker \
+  chroot "$R" dpkg --remove --no-triggers x2gobroker-loadchecker x2gobroker-ssh x2gobroker-daemon x2gobroker-authservice x2gobroker \
     > "$R/root/xbt-dpkg.log" 2>&1
   chroot "$R" bash "$XBT_REPO/scripts/install.sh" --bin-dir "$XBT_BIN" > "$R/root/xbt-install.log" 2>&1
 fi
