@@ -24,7 +24,8 @@
 # tmpfiles.d entry for /run/x2gobroker (0770 x2gobroker:x2gobroker) would win
 # over ours and lock SSH-mode users out of the helper socket. Remove them
 # first (apt-get remove x2gobroker x2gobroker-daemon x2gobroker-authservice
-# x2gobroker-ssh; their configuration under /etc stays), or pass --force.
+# x2gobroker-ssh x2gobroker-loadchecker; their configuration under /etc
+# stays), or pass --force.
 #
 # Man pages and shell completions come from the programs themselves:
 #   PROGRAM --generate-man DIR          writes NAME.SECTION roff files to DIR
@@ -189,7 +190,7 @@ refuse_next_to_original() {
   [ -z "$destdir" ] && [ "$force" = no ] || return 0
   command -v dpkg-query >/dev/null 2>&1 || return 0
   local installed=() pkg
-  for pkg in x2gobroker x2gobroker-daemon x2gobroker-authservice x2gobroker-ssh; do
+  for pkg in x2gobroker x2gobroker-daemon x2gobroker-authservice x2gobroker-ssh x2gobroker-loadchecker; do
     if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
       installed+=("$pkg")
     fi
@@ -233,6 +234,14 @@ install_files() {
   if [ -x "$bin_dir/x2gobroker-ctl" ]; then
     install_file 0755 "$bin_dir/x2gobroker-ctl" "$sbindir/x2gobroker-ctl"
   fi
+  # The load checker and the original's admin tools (where the original
+  # puts them), when the build has them.
+  for p in x2gobroker-loadchecker x2gobroker-keygen x2gobroker-pubkeyauthorizer x2gobroker-testagent; do
+    if [ -x "$bin_dir/$p" ]; then install_file 0755 "$bin_dir/$p" "$sbindir/$p"; fi
+  done
+  if [ -x "$bin_dir/x2gobroker-testauth" ]; then
+    install_file 0755 "$bin_dir/x2gobroker-testauth" "$bindir/x2gobroker-testauth"
+  fi
 
   local unit
   for unit in "$repo_root"/systemd/*.socket "$repo_root"/systemd/*.service; do
@@ -264,6 +273,9 @@ install_files() {
   if [ -x "$bin_dir/x2gobroker-ctl" ]; then
     install_generated_docs "$bin_dir/x2gobroker-ctl"
   fi
+  for p in x2gobroker-loadchecker x2gobroker-keygen x2gobroker-pubkeyauthorizer x2gobroker-testagent x2gobroker-testauth; do
+    if [ -x "$bin_dir/$p" ]; then install_generated_docs "$bin_dir/$p"; fi
+  done
 }
 
 # The static authentication ID (my-cookie-file). Generated per machine and

@@ -9,6 +9,7 @@ PACKAGES=(
   build-essential pkg-config libpam0g-dev libclang-dev libpam-modules passwd login
   openssh-server openssh-client systemd procps iproute2 curl
   python3-x2gobroker x2gobroker x2gobroker-daemon x2gobroker-authservice x2gobroker-ssh
+  x2gobroker-loadchecker
   pyhoca-cli wrk hyperfine
   x2goserver x2goserver-xsession x2gobroker-agent sudo postgresql libdbd-pg-perl xvfb pwgen
   debhelper dpkg-dev lintian
@@ -64,6 +65,14 @@ done
 usermod -L xbt-locked
 chage -E 0 xbt-expired
 usermod -U xbt-alice >/dev/null 2>&1 || true
+
+# Admin tool tests (tests/tests/admin_tools.rs, farm.rs): a key owner
+# standing in for the broker account, and a PAM user for testauth.
+for entry in "xts-keyowner:" "xts-tauth:Tauth-pw-1"; do
+  IFS=: read -r name pw <<<"$entry"
+  getent passwd "$name" >/dev/null || useradd -m -U -s /bin/bash "$name"
+  if [ -n "$pw" ]; then echo "$name:$pw" | chpasswd; fi
+done
 
 # PAM service used by both brokers' tests.
 cat > /etc/pam.d/x2gobroker <<'PAM'

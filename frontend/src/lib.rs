@@ -7,6 +7,8 @@
 //! * [`web`] (HTTP) and [`ssh`] (SSH mode): the two front doors, which use
 //!   `core` and never each other;
 //! * [`daemon`]: start-up, sockets, TLS, control socket, logging, reload;
+//! * [`tools`]: the original's admin tools (keygen, pubkeyauthorizer,
+//!   testagent, testauth) over `core`;
 //! * `bin/`: thin entry points.
 // The descriptors systemd passes are taken in x2gobroker-sys.
 #![forbid(unsafe_code)]
@@ -15,4 +17,5 @@ pub mod cli;
 pub mod core;
 pub mod daemon;
 pub mod ssh;
+pub mod tools;
 pub mod web;

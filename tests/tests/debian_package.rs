@@ -18,7 +18,8 @@ use x2gobroker_systemtests::support::{require_root, TestDir};
 const PACKAGE: &str = "x2gobroker-rs";
 const SOCKETS: [&str; 2] = ["x2gobroker-authhelper.socket", "x2gobroker-daemon.socket"];
 /// The original's packages that the package conflicts with and replaces.
-const ORIGINALS: [&str; 5] = [
+const ORIGINALS: [&str; 6] = [
+    "x2gobroker-loadchecker",
     "x2gobroker",
     "x2gobroker-daemon",
     "x2gobroker-authservice",

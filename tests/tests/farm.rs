@@ -58,7 +58,20 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         ssh_mode_autologin_removal,
     ),
     ("autologin_key_also_on_the_ssh_proxy_host", autologin_proxy),
+    ("load_checker_reports_real_agent_loads", loadchecker_real_agents),
+    (
+        "load_factors_steer_selection_missing_data_falls_back",
+        load_factor_selection,
+    ),
+    ("broker_uses_the_other_kinds_load_checker", loadchecker_cross),
+    (
+        "tools_pubkeyauthorizer_then_testagent_on_a_server",
+        tools_on_a_server,
+    ),
 ];
+
+/// Scenarios of our tools alone (ignored in the run against the original).
+const OURS_ONLY: &[&str] = &["tools_pubkeyauthorizer_then_testagent_on_a_server"];
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -71,7 +84,11 @@ fn main() -> ExitCode {
     };
     let trials = SCENARIOS
         .iter()
-        .map(|&(name, scenario)| Trial::test(name, move || run(kind, scenario)).with_kind(kind.name()))
+        .map(|&(name, scenario)| {
+            Trial::test(name, move || run(kind, scenario))
+                .with_kind(kind.name())
+                .with_ignored_flag(kind == BrokerKind::Original && OURS_ONLY.contains(&name))
+        })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(farm) = Farm::started() {
@@ -817,6 +834,387 @@ sshproxyport = {}
                 b.running.log_tail()
             ));
         }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ load checker
+
+/// Polls every 2 s (load-checker-intervals).
+const LC_CONFIG: &str = "[global]
+require-password = false
+default-auth-mech = none
+default-agent-query-mode = SSH
+default-agent-hostkey-policy = RejectPolicy
+default-portscan-x2goservers = true
+cookie-directory = %DIR%/cookies
+my-cookie-file = %DIR%/authid
+key-removal-directory = %REMOVALS%
+load-checker-intervals = 2
+";
+
+const LC_PROFILES: &str = "[farm]
+name = Farm
+command = XFCE
+host = %HOSTS%
+broker-use-load-checker = true
+";
+
+impl FarmBroker {
+    /// The load checker of `kind` on the socket this broker asks
+    /// (`DIR/loadchecker.socket`, a link into a directory of the broker
+    /// account, which the load checker runs as).
+    fn start_loadchecker(&self, kind: BrokerKind, farm: &Farm) -> Result<Running, String> {
+        let d = self._dir.path();
+        let lc_dir = d.join(format!("lc-{}", kind.name()));
+        std::fs::create_dir_all(&lc_dir).map_err(|e| e.to_string())?;
+        let user = nix::unistd::User::from_name(&farm.broker_user)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no account {}", farm.broker_user))?;
+        nix::unistd::chown(&lc_dir, Some(user.uid), Some(user.gid)).map_err(|e| e.to_string())?;
+        let socket = lc_dir.join("loadchecker.socket");
+        let link = d.join("loadchecker.socket");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&socket, &link).map_err(|e| e.to_string())?;
+        broker::start_loadchecker(
+            kind,
+            d,
+            &socket,
+            &d.join("x2gobroker.conf"),
+            &d.join("sessionprofiles.conf"),
+            &[("X2GOBROKER_AGENT_CMD".into(), AGENT.into())],
+            &RunAs {
+                user: &farm.broker_user,
+                ssh_dir: None,
+            },
+        )
+    }
+}
+
+/// One request to a load checker socket; the answer as sent (the
+/// connection stays open, so read until `complete` says so).
+fn ask_loadchecker(socket: &Path, request: &str, complete: fn(&str) -> bool) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::os::unix::net::UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !complete(&String::from_utf8_lossy(&answer)) {
+        let n = s
+            .read(&mut buf)
+            .map_err(|e| format!("reading the answer to {request:?}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// `HOST:VALUE` lines of a profile answer.
+fn profile_loads(answer: &str) -> Vec<(String, String)> {
+    answer
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(h, v)| (h.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The factor from server `index`'s own checkload, by the formula of the
+/// original (loadchecker.py, agent.py check_load).
+fn factor_of(farm: &Farm, index: usize) -> Result<f64, String> {
+    let lines = farm.agent(index, "foo", "checkload")?;
+    let get = |k: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .ok_or_else(|| format!("checkload of server {index} has no {k}: {lines:?}"))
+    };
+    let mut mem = get("memAvail")?;
+    if mem == 0.0 {
+        mem = get("myMemAvail")?;
+    }
+    Ok((mem / 1000.0) * get("numCPU")? * get("typeCPU")? * 100.0 / get("loadavgXX")?)
+}
+
+/// The load checker of `kind` polls the real agents: a factor per server,
+/// as the formula gives from each agent's own checkload (within 35 %: load
+/// and free memory move between the two readings); per-host answers
+/// without a newline; a server whose sshd is down becomes HOST-UNREACHABLE.
+fn loadchecker_real_agents(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    let b = FarmBroker::start_with(kind, farm, LC_CONFIG, LC_PROFILES, None, false)?;
+    let lc = b.start_loadchecker(kind, farm)?;
+    let socket = b._dir.path().join("loadchecker.socket");
+    let ends_with_newline = |a: &str| a.ends_with('\n');
+    let loads = poll("factors of all three servers", Duration::from_secs(40), || {
+        let answer = ask_loadchecker(&socket, "inifile\rfarm\r\n", ends_with_newline).ok()?;
+        let loads = profile_loads(&answer);
+        (loads.len() == 3 && loads.iter().all(|(_, v)| v.parse::<i64>().is_ok())).then_some((answer, loads))
+    })
+    .map_err(|e| format!("{e}\n{}", lc.log_tail()))?;
+    let (answer, loads) = loads;
+    // The original lists the last host first.
+    let order: Vec<&str> = loads.iter().map(|(h, _)| h.as_str()).collect();
+    if order != ["xfarm3", "xfarm2", "xfarm1"] {
+        return Err(format!("hosts not in the original's order: {answer:?}"));
+    }
+    for (i, (host, value)) in [(1, "xfarm1"), (2, "xfarm2"), (3, "xfarm3")]
+        .iter()
+        .map(|(i, h)| (*i, loads.iter().find(|(x, _)| x == h).expect("listed")))
+    {
+        let got: f64 = value.parse().map_err(|_| format!("{host}: {value}"))?;
+        let want = factor_of(farm, i)?;
+        if (got - want).abs() > want * 0.35 {
+            return Err(format!(
+                "{host}: load checker says {got}, the agent's own data gives {want:.0}"
+            ));
+        }
+        let single = ask_loadchecker(&socket, &format!("inifile\rfarm\r{host}\n"), |a| !a.is_empty())?;
+        if single.parse::<i64>().is_err() {
+            return Err(format!(
+                "per-host answer for {host} is not a bare number: {single:?}"
+            ));
+        }
+    }
+    let unknown = ask_loadchecker(&socket, "inifile\rnosuchprofile\r\n", ends_with_newline)?;
+    if unknown != "\n" {
+        return Err(format!("unknown profile: want a lone newline, got {unknown:?}"));
+    }
+    farm.stop_sshd(2)?;
+    poll("server 2 reported unreachable", Duration::from_secs(40), || {
+        let answer = ask_loadchecker(&socket, "inifile\rfarm\rxfarm2\n", |a| !a.is_empty()).ok()?;
+        (answer == "HOST-UNREACHABLE").then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}", lc.log_tail()))?;
+    Ok(())
+}
+
+/// A stand-in load checker (a real socket in this test) with chosen
+/// factors, since the farm's servers share one machine and report nearly
+/// the same load. Answers every request with `answer`.
+fn fixed_loadchecker(socket: &Path, answer: &'static str) -> Result<std::thread::JoinHandle<()>, String> {
+    use std::io::{BufRead, Write};
+    let _ = std::fs::remove_file(socket);
+    let listener = std::os::unix::net::UnixListener::bind(socket).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .map_err(|e| e.to_string())?;
+    Ok(std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_ok() && line.starts_with("inifile\rfarm\r") {
+                let _ = (&stream).write_all(answer.as_bytes());
+            }
+        }
+    }))
+}
+
+/// Sessions 2 / 0 / 1 (session counts pick server 2). With factors
+/// 100000 / 1000 / 100000 the load picks server 3 ((1+1)/100000); with
+/// server 3 unreachable, server 1; with server 2 missing from the data,
+/// session counts again (server 2).
+fn load_factor_selection(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    spread_sessions(farm)?;
+    let cases: [(&'static str, usize); 3] = [
+        ("xfarm3:100000\nxfarm2:1000\nxfarm1:100000\n", 3),
+        ("xfarm3:HOST-UNREACHABLE\nxfarm2:1000\nxfarm1:100000\n", 1),
+        ("xfarm3:100000\nxfarm1:100000\n", 2),
+    ];
+    for (answer, want) in cases {
+        let b = FarmBroker::start_with(kind, farm, LC_CONFIG, LC_PROFILES, None, false)?;
+        let _lc = fixed_loadchecker(&b._dir.path().join("loadchecker.socket"), answer)?;
+        for _ in 0..REPEAT {
+            let body = b.select("xbt-alice", "farm")?;
+            expect_server(&body, farm, want)
+                .map_err(|e| format!("load checker says {answer:?}: {e}\n{}", b.running.log_tail()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The broker of `kind` with the other kind's load checker on the real
+/// agents: the broker receives all three factors (its log says so) and
+/// picks the least loaded server.
+fn loadchecker_cross(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    let other = match kind {
+        BrokerKind::Ours => BrokerKind::Original,
+        BrokerKind::Original => BrokerKind::Ours,
+    };
+    spread_sessions(farm)?;
+    let b = FarmBroker::start_with(kind, farm, LC_CONFIG, LC_PROFILES, None, false)?;
+    let lc = b.start_loadchecker(other, farm)?;
+    let socket = b._dir.path().join("loadchecker.socket");
+    poll("factors of all three servers", Duration::from_secs(40), || {
+        let answer = ask_loadchecker(&socket, "inifile\rfarm\r\n", |a| a.ends_with('\n')).ok()?;
+        let loads = profile_loads(&answer);
+        (loads.len() == 3 && loads.iter().all(|(_, v)| v.parse::<i64>().is_ok())).then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}", lc.log_tail()))?;
+    let body = b.select("xbt-alice", "farm")?;
+    // Nearly equal factors: (sessions + 1) / factor still favours server 2.
+    expect_server(&body, farm, 2)?;
+    let log = b.running.log_tail();
+    let received = log.lines().any(|l| {
+        (l.contains("load metrics for backend=inifile, profile_id=farm")
+            || l.contains("loads from the load checker"))
+            && ["xfarm1", "xfarm2", "xfarm3"].iter().all(|h| l.contains(h))
+    });
+    if !received {
+        return Err(format!(
+            "the broker did not log the three factors it received\n{log}"
+        ));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ admin tools
+
+/// Stands in for the broker account in the tools scenario (its own key,
+/// so the farm's broker key stays untouched).
+const KEY_OWNER: &str = "xts-keyowner";
+
+/// Our daemon publishes the key owner's key at /pubkeys/;
+/// x2gobroker-pubkeyauthorizer, run inside server 1, authorises it for the
+/// agent with the original's restrictions; x2gobroker-testagent (as the key
+/// owner) then runs ping and listsessions there. Server 1's
+/// authorized_keys is restored afterwards.
+fn tools_on_a_server(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
+    let owner_env = [
+        ("X2GOBROKER_DAEMON_USER", KEY_OWNER),
+        ("X2GOBROKER_DAEMON_GROUP", KEY_OWNER),
+    ];
+    // The farm's host keys are new with every start: forget earlier ones
+    // (testagent -A then adds the current ones).
+    if let Ok(Some(owner)) = nix::unistd::User::from_name(KEY_OWNER) {
+        let _ = std::fs::remove_file(owner.dir.join(".ssh/known_hosts"));
+    }
+    let keygen = Command::new(broker::our_program("x2gobroker-keygen"))
+        .args(["-f", "-t", "ED25519"])
+        .envs(owner_env)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !keygen.status.success() {
+        return Err(format!("keygen: {}", String::from_utf8_lossy(&keygen.stderr)));
+    }
+    let public = String::from_utf8_lossy(&keygen.stdout).trim().to_owned();
+    let key_body = public
+        .split_whitespace()
+        .nth(1)
+        .ok_or("keygen printed no key")?
+        .to_owned();
+    let dir = TempDir::new("tools")?;
+    let d = dir.path();
+    let config = d.join("x2gobroker.conf");
+    std::fs::write(
+        &config,
+        CONFIG
+            .replace("%DIR%", &d.to_string_lossy())
+            .replace("%REMOVALS%", &d.to_string_lossy()),
+    )
+    .map_err(|e| e.to_string())?;
+    let profiles = d.join("sessionprofiles.conf");
+    std::fs::write(&profiles, PROFILES.replace("%HOSTS%", &farm.profile_hosts()))
+        .map_err(|e| e.to_string())?;
+    let setup = BrokerSetup {
+        kind,
+        dir: d,
+        config: &config,
+        profiles: &profiles,
+        auth_socket: &d.join("auth.sock"),
+        listen: Listen::Ipv4,
+        env: owner_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        args: Vec::new(),
+    };
+    let port = broker::free_port(Listen::Ipv4)?;
+    let daemon = broker::start_broker(&setup, port)?;
+    let keys_file = farm.dir.join("srv1/broker-home/.ssh/authorized_keys");
+    let saved = std::fs::read(&keys_file).map_err(|e| format!("{}: {e}", keys_file.display()))?;
+    let result = (|| -> Result<(), String> {
+        let authorizer = broker::our_program("x2gobroker-pubkeyauthorizer");
+        let out = Command::new("bash")
+            .arg(&farm.script)
+            .args(["exec", "1"])
+            .arg(&authorizer)
+            .arg("--broker-url")
+            .arg(format!("http://127.0.0.1:{port}/pubkeys/"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "pubkeyauthorizer: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                daemon.log_tail()
+            ));
+        }
+        let keys = std::fs::read_to_string(&keys_file).map_err(|e| e.to_string())?;
+        let want = format!(
+            "command=\"/usr/lib/x2go/x2gobroker-agent\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty ssh-ed25519 {key_body}"
+        );
+        if !keys.lines().any(|l| l.starts_with(&want)) {
+            return Err(format!(
+                "authorized_keys of server 1 lacks the restricted key:\n{keys}"
+            ));
+        }
+        if !keys.starts_with(&String::from_utf8_lossy(&saved).to_string()) {
+            return Err(format!("the earlier keys were not kept:\n{keys}"));
+        }
+        let s = farm.server(1);
+        let testagent = |args: &[&str]| -> Result<(bool, String), String> {
+            let out = Command::new(broker::our_program("x2gobroker-testagent"))
+                .args(["-H", &s.addr, "-p", &s.port.to_string(), "-A", "-C"])
+                .arg(&config)
+                .args(args)
+                .envs(owner_env)
+                .env("X2GOBROKER_AGENT_CMD", AGENT)
+                .output()
+                .map_err(|e| e.to_string())?;
+            Ok((
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ))
+        };
+        let (ok, text) = testagent(&["-t", "ping"])?;
+        if !ok || !text.contains("The task 'ping' could be executed successfully on the remote broker agent.")
+        {
+            return Err(format!("testagent ping:\n{text}"));
+        }
+        let sid = farm.add_session(1, "xbt-alice", Status::Suspended)?;
+        let (ok, text) = testagent(&["-t", "listsessions", "-u", "xbt-alice"])?;
+        if !ok || !text.contains(&sid) {
+            return Err(format!(
+                "testagent listsessions does not show session {sid}:\n{text}"
+            ));
+        }
+        Ok(())
+    })();
+    std::fs::write(&keys_file, &saved).map_err(|e| format!("restoring {}: {e}", keys_file.display()))?;
+    result?;
+    // With the key gone again, the same call fails (non-zero exit).
+    let s = farm.server(1);
+    let out = Command::new(broker::our_program("x2gobroker-testagent"))
+        .args(["-H", &s.addr, "-p", &s.port.to_string(), "-A", "-C"])
+        .arg(&config)
+        .envs(owner_env)
+        .env("X2GOBROKER_AGENT_CMD", AGENT)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Err(format!(
+            "testagent ping succeeded without the key:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
     }
     Ok(())
 }

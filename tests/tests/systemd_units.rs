@@ -17,11 +17,14 @@ use x2gobroker_systemtests::support::TestDir;
 
 const DAEMON_SERVICE: &str = "x2gobroker-daemon.service";
 const HELPER_SERVICE: &str = "x2gobroker-authhelper.service";
-const UNITS: [&str; 4] = [
+const LOADCHECKER_SERVICE: &str = "x2gobroker-loadchecker.service";
+const UNITS: [&str; 6] = [
     "x2gobroker-daemon.socket",
     DAEMON_SERVICE,
     "x2gobroker-authhelper.socket",
     HELPER_SERVICE,
+    "x2gobroker-loadchecker.socket",
+    LOADCHECKER_SERVICE,
 ];
 /// Exposure budgets (systemd-analyze security, 0 = best, 10 = worst).
 const DAEMON_BUDGET: f64 = 2.0;
@@ -189,6 +192,16 @@ fn daemon_exposure_is_within_budget() {
     assert!(
         level <= DAEMON_BUDGET,
         "{DAEMON_SERVICE} exposure {level} > {DAEMON_BUDGET}"
+    );
+}
+
+#[test]
+fn loadchecker_exposure_is_within_budget() {
+    let level = exposure(&unit_path(LOADCHECKER_SERVICE));
+    println!("exposure {LOADCHECKER_SERVICE}: {level:.1} (budget {DAEMON_BUDGET:.1})");
+    assert!(
+        level <= DAEMON_BUDGET,
+        "{LOADCHECKER_SERVICE} exposure {level} > {DAEMON_BUDGET}"
     );
 }
 
@@ -577,4 +590,45 @@ fn daemon_serves_http_under_its_unit_in_a_booted_systemd() {
     let ctl = live.stdout(&["/usr/sbin/x2gobroker-ctl", "status", "--json"]);
     assert!(ctl.contains("\"config_generation\":"), "{ctl}");
     assert!(!ctl.contains("\"error\""), "{ctl}");
+}
+
+/// Asks the load checker socket inside the live system as `user`; the
+/// answer, or the error Python printed.
+fn ask_loadchecker_as(live: &LiveSystem, user: &str) -> String {
+    const CLIENT: &str = "import socket,sys\n\
+s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM)\n\
+s.settimeout(30)\n\
+try:\n    s.connect('/run/x2gobroker/x2gobroker-loadchecker.socket')\n\
+except OSError as e:\n    print('ERROR', e.errno); sys.exit(0)\n\
+s.sendall(b'inifile\\rnosuchprofile\\r\\n')\n\
+sys.stdout.write(repr(s.recv(1024).decode()))\n";
+    let out = live.exec_as(user, &["/usr/bin/python3", "-c", CLIENT], "");
+    text(&out)
+}
+
+#[test]
+fn loadchecker_answers_under_its_unit_in_a_booted_systemd() {
+    require_test_accounts();
+    let live = LiveSystem::boot();
+    live.stdout(&["systemctl", "start", "x2gobroker-loadchecker.socket"]);
+    // The first connection starts the service; an unknown profile gets the
+    // original's lone newline.
+    let answer = ask_loadchecker_as(&live, "x2gobroker");
+    assert_eq!(
+        answer.trim(),
+        "'\\n'",
+        "journal:\n{}",
+        live.journal(LOADCHECKER_SERVICE)
+    );
+    let status = live.main_process_status(LOADCHECKER_SERVICE);
+    let uid = live.stdout(&["id", "-u", "x2gobroker"]);
+    assert!(
+        status_field(&status, "Uid").starts_with(&format!("{uid}\t")),
+        "{status}"
+    );
+    assert_eq!(status_field(&status, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1");
+    // Other accounts cannot open the socket (0660 x2gobroker:x2gobroker).
+    let other = ask_loadchecker_as(&live, "xbt-alice");
+    assert!(other.contains("ERROR 13"), "{other}");
 }

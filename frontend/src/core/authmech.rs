@@ -141,7 +141,7 @@ async fn https_get(user: &str, password: &str, cfg: &HttpsGetConfig) -> bool {
 
 /// The trusted CA certificates, read afresh for every request (as Python's
 /// default SSL context is), in a blocking task since it reads files.
-fn tls_client_config() -> Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>, String> {
+pub fn tls_client_config() -> Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>, String> {
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
     let certs = rustls_native_certs::load_native_certs()
         .map_err(|e| format!("cannot load the CA certificates: {e}"))?;

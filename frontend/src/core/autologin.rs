@@ -80,7 +80,17 @@ pub const RSA_BITS: usize = 3072;
 
 /// A new key pair for `user` connecting from `client`.
 pub fn generate(kind: KeyType, user: &str, client: &str) -> Result<KeyPair, String> {
-    let (public, private_key) = match kind {
+    let (public, private_key) = key_pair(kind)?;
+    Ok(KeyPair {
+        authorized_line: authorized_line(public.trim_end(), user, client),
+        private_key,
+    })
+}
+
+/// A new key pair: the public key as `type base64`, the private key (RSA:
+/// PKCS#1 PEM, Ed25519: OpenSSH format).
+pub fn key_pair(kind: KeyType) -> Result<(String, Zeroizing<String>), String> {
+    Ok(match kind {
         KeyType::Ed25519 => {
             let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(|e| e.to_string())?;
             let public = key.public_key().to_openssh().map_err(|e| e.to_string())?;
@@ -102,10 +112,6 @@ pub fn generate(kind: KeyType, user: &str, client: &str) -> Result<KeyPair, Stri
                 .map_err(|e| e.to_string())?;
             (public, Zeroizing::new(pem.to_string()))
         }
-    };
-    Ok(KeyPair {
-        authorized_line: authorized_line(public.trim_end(), user, client),
-        private_key,
     })
 }
 

@@ -451,10 +451,8 @@ impl BackendConfig {
             agent_query_mode: set("agent-query-mode").map(|v| v.to_lowercase()),
             agent_hostkey_policy: set("agent-hostkey-policy"),
             desktop_shell: c.get_str(s, "desktop-shell").unwrap_or_default(),
-            use_load_checker: match c.raw(s, "use-load-checker") {
-                Some(_) => c.get_bool(s, "use-load-checker")?,
-                None => false,
-            },
+            // The original's built-in default (true for inifile) counts.
+            use_load_checker: c.get_bool(s, "use-load-checker")?,
             session_profiles: if c.is_set_in_file(s, "session-profiles") {
                 c.get_str(s, "session-profiles").map(PathBuf::from)
             } else {

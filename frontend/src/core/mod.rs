@@ -17,6 +17,7 @@ pub mod hostnames;
 pub mod ini;
 pub mod jsonout;
 pub mod key_removals;
+pub mod loadchecker;
 pub mod login_map;
 pub mod nameservice;
 pub mod portscan;

@@ -168,6 +168,9 @@ pub struct BrokerSettings {
     pub authorized_keys: Option<String>,
     pub sshproxy_authorized_keys: Option<String>,
     pub use_load_checker: Option<String>,
+    /// Some `broker-*` key has a value (the original uses the load checker
+    /// only for such profiles).
+    pub any_set: bool,
 }
 
 /// Everything selectsession needs about a profile.
@@ -396,6 +399,7 @@ fn build_profile(
         authorized_keys: nonempty("broker-authorized-keys"),
         sshproxy_authorized_keys: nonempty("broker-sshproxy-authorized-keys"),
         use_load_checker: nonempty("broker-use-load-checker"),
+        any_set: raw.iter().any(|(k, v)| k.starts_with("broker-") && !v.is_empty()),
     };
 
     let mut values: Vec<(String, Value)> = Vec::with_capacity(raw.len());

@@ -10,6 +10,7 @@
 use crate::core::agent::{Agent, SessionLine};
 use crate::core::audit::shown;
 use crate::core::hostnames;
+use crate::core::loadchecker::Load;
 pub use crate::core::portscan::{PortScanner, TcpPortScanner};
 use crate::core::profiles::Selection;
 use rand::seq::SliceRandom;
@@ -86,6 +87,9 @@ pub struct SelectError(pub String);
 
 pub struct SelectOptions {
     pub mode: AgentQueryMode,
+    /// Server loads from the load checker (profiles that use it, mode SSH);
+    /// empty: select by session counts.
+    pub load_factors: Vec<(String, Load)>,
     pub portscan: bool,
     /// This machine's host name (the original replaces `localhost` by it).
     pub local_hostname: String,
@@ -111,7 +115,42 @@ impl<'a> AgentQuery<'a> {
     }
 }
 
-fn pick_least_busy(server_list: &[String], busy: &mut Vec<(String, i64)>) -> String {
+/// The original's dynamic load balancing: (sessions + 1) / load factor per
+/// server, lowest first; servers whose load is a failure are left out.
+/// `None` (select by session counts) when a server has no load data.
+fn by_load(counts: &[(String, i64)], load_factors: &[(String, Load)]) -> Option<Vec<(f64, String)>> {
+    if load_factors.is_empty() {
+        return None;
+    }
+    let mut ranked = Vec::new();
+    for (server, sessions) in counts {
+        // Names as in the profile, or without their domain as the counts may be.
+        let load = load_factors.iter().find(|(h, _)| h == server).or_else(|| {
+            load_factors
+                .iter()
+                .find(|(h, _)| h.split('.').next() == Some(server.as_str()))
+        });
+        match load {
+            Some((_, Load::Factor(f))) => {
+                ranked.push((1.0 / (*f as f64 / (*sessions + 1) as f64), server.clone()))
+            }
+            Some((_, Load::Failed(why))) => log::info!("server {server} left out: no load factor ({why})"),
+            None => {
+                log::warn!(
+                    "no load data for server {server} (missing or older than two intervals): selecting by session counts"
+                );
+                return None;
+            }
+        }
+    }
+    Some(ranked)
+}
+
+fn pick_least_busy(
+    server_list: &[String],
+    busy: &mut Vec<(String, i64)>,
+    load_factors: &[(String, Load)],
+) -> String {
     let (normalized, domains) = hostnames::normalize(server_list);
     let mut list = server_list.to_vec();
     let mut counts = busy.clone();
@@ -149,14 +188,31 @@ fn pick_least_busy(server_list: &[String], busy: &mut Vec<(String, i64)>) -> Str
         // Without normalization the original updates its table in place.
         *busy = counts.clone();
     }
-    let mut ranked: Vec<(i64, String)> = counts.into_iter().map(|(s, c)| (c, s)).collect();
-    ranked.sort();
+    let mut ranked: Vec<(f64, String)> = match by_load(&counts, load_factors) {
+        Some(ranked) => ranked,
+        None => counts.into_iter().map(|(s, c)| (c as f64, s)).collect(),
+    };
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     log::debug!("load balancer analysis: {ranked:?}");
     let mut name = ranked.first().map(|(_, s)| s.clone()).unwrap_or_default();
     if domains.len() == 1 {
         name = format!("{name}.{}", domains[0]);
     }
     name
+}
+
+/// Session counts per server: `getservers` with load factors (as the
+/// original), else `findbusyservers`.
+async fn session_counts(
+    agent: &Agent,
+    user: &str,
+    opts: &SelectOptions,
+) -> Result<Vec<(String, i64)>, crate::core::agent::AgentError> {
+    if opts.mode == AgentQueryMode::Ssh && !opts.load_factors.is_empty() {
+        agent.get_servers(user).await
+    } else {
+        agent.find_busy_servers(user).await
+    }
 }
 
 pub async fn select_session(
@@ -181,7 +237,7 @@ pub async fn select_session(
         Some((a, user)) => {
             let counts = async {
                 if server_list.len() >= 2 {
-                    Some(a.find_busy_servers(user).await)
+                    Some(session_counts(a, user, opts).await)
                 } else {
                     None
                 }
@@ -259,13 +315,13 @@ pub async fn select_session(
             }
         } else if let Some((a, user)) = agent.with_user().filter(|_| server_list.len() >= 2) {
             if busy.is_none() {
-                match a.find_busy_servers(user).await {
+                match session_counts(a, user, opts).await {
                     Ok(b) => busy = Some(b),
                     Err(e) => log::warn!("no session counts from the {}: {e}", a.describe()),
                 }
             }
             match busy.as_mut() {
-                Some(busy) => server_name = pick_least_busy(&server_list, busy),
+                Some(busy) => server_name = pick_least_busy(&server_list, busy, &opts.load_factors),
                 // The original then sends everyone to the first host; a
                 // random one spreads the load (ARCHITECTURE.md D: agent
                 // failures).
@@ -369,6 +425,7 @@ mod tests {
     fn opts(portscan: bool) -> SelectOptions {
         SelectOptions {
             mode: AgentQueryMode::None,
+            load_factors: Vec::new(),
             portscan,
             local_hostname: "thishost".into(),
         }
@@ -517,6 +574,34 @@ mod tests {
             seen.insert(s.server);
         }
         assert!(seen.len() >= 2, "{seen:?}");
+    }
+
+    #[test]
+    fn load_factors_weigh_sessions_and_missing_data_falls_back() {
+        let counts: Vec<(String, i64)> = vec![("a".into(), 2), ("b".into(), 0), ("c".into(), 1)];
+        let loads = |list: &[(&str, Load)]| -> Vec<(String, Load)> {
+            list.iter().map(|(h, l)| (h.to_string(), l.clone())).collect()
+        };
+        let f = |n| Load::Factor(n);
+        let mut busy = counts.clone();
+        let hosts: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+        // (2+1)/100000, (0+1)/1000, (1+1)/100000: c.
+        let lf = loads(&[("a", f(100_000)), ("b", f(1000)), ("c", f(100_000))]);
+        assert_eq!(pick_least_busy(&hosts, &mut busy, &lf), "c");
+        // A failure leaves the server out.
+        let lf = loads(&[
+            ("a", f(100_000)),
+            ("b", f(1000)),
+            ("c", Load::Failed("HOST-UNREACHABLE".into())),
+        ]);
+        assert_eq!(pick_least_busy(&hosts, &mut busy, &lf), "a");
+        // A server without data: session counts decide (b).
+        let lf = loads(&[("a", f(100_000)), ("c", f(100_000))]);
+        assert_eq!(pick_least_busy(&hosts, &mut busy, &lf), "b");
+        assert!(by_load(&counts, &lf).is_none());
+        // Factor 0 ranks last instead of dividing by zero.
+        let lf = loads(&[("a", f(0)), ("b", f(0)), ("c", f(5))]);
+        assert_eq!(pick_least_busy(&hosts, &mut busy, &lf), "c");
     }
 
     #[test]

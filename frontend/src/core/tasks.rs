@@ -11,6 +11,7 @@ use crate::core::backend::Backend;
 use crate::core::broker::Broker;
 use crate::core::hostnames;
 use crate::core::key_removals;
+use crate::core::loadchecker::{self, Load};
 use crate::core::nameservice;
 use crate::core::profiles::{self, Profile};
 use crate::core::scripts::{self, Changes, ScriptInput, Stage};
@@ -196,28 +197,13 @@ impl TaskContext<'_> {
         }
     }
 
-    /// The agent query mode for a profile: the profile's, the backend's,
-    /// then the global default.
+    /// The agent query mode for a profile ([`agent_mode`]).
     pub fn agent_mode(&self, profile: &Profile) -> AgentQueryMode {
-        let mode = profile
-            .broker
-            .agent_query_mode
-            .clone()
-            .or_else(|| self.broker.inifile.agent_query_mode.clone())
-            .unwrap_or_else(|| self.broker.global.default_agent_query_mode.clone());
-        AgentQueryMode::parse(&mode)
+        agent_mode(self.broker, profile)
     }
 
-    /// The host key policy for a profile's agents: the profile's, the
-    /// backend's, then the global default.
     fn hostkey_policy(&self, profile: &Profile) -> HostKeyPolicy {
-        let name = profile
-            .broker
-            .agent_hostkey_policy
-            .clone()
-            .or_else(|| self.broker.inifile.agent_hostkey_policy.clone())
-            .unwrap_or_else(|| self.broker.global.default_agent_hostkey_policy.clone());
-        HostKeyPolicy::parse(&name)
+        hostkey_policy(self.broker, profile)
     }
 
     fn remote_agent(
@@ -247,6 +233,12 @@ impl TaskContext<'_> {
     /// another in random order: any answering agent sees the same shared
     /// session database).
     pub async fn agent_for(&self, profile: &Profile) -> AgentFor {
+        self.agent_for_excluding(profile, &[]).await
+    }
+
+    /// [`Self::agent_for`] without the agents on `excluded` hosts (those the
+    /// load checker reports no load for, as the original skips them).
+    async fn agent_for_excluding(&self, profile: &Profile, excluded: &[String]) -> AgentFor {
         if profile.selection.is_shadow {
             return AgentFor::Off;
         }
@@ -268,6 +260,7 @@ impl TaskContext<'_> {
                 let mut candidates: Vec<Agent> = sel
                     .hosts
                     .iter()
+                    .filter(|name| !excluded.contains(name))
                     .filter_map(|name| {
                         let addr = sel.host_address.get(name).map_or(name.as_str(), String::as_str);
                         let port = sel.host_port.get(name).copied().unwrap_or(sel.sshport);
@@ -499,6 +492,33 @@ impl TaskContext<'_> {
         setpass::change_password(&request, current, self.fields.new_password.clone()).await
     }
 
+    /// The load checker's loads for a profile that uses it (mode SSH with a
+    /// broker key, as the original asks only then); empty otherwise.
+    async fn load_factors(&self, profile: &Profile, mode: AgentQueryMode) -> Vec<(String, Load)> {
+        if mode != AgentQueryMode::Ssh
+            || profile.selection.is_shadow
+            || !loadchecker::uses_load_checker(self.broker, profile)
+            || !remote::broker_key_present()
+        {
+            return Vec::new();
+        }
+        let loads = loadchecker::query_profile(
+            &self.broker.env.loadchecker_socket,
+            self.backend.name(),
+            &profile.id,
+        )
+        .await;
+        if loads.is_empty() {
+            log::warn!(
+                "profile {}: no load data from the load checker: selecting by session counts",
+                profile.id
+            );
+        } else {
+            log::info!("profile {}: loads from the load checker: {loads:?}", profile.id);
+        }
+        loads
+    }
+
     /// selectsession for the requested profile.
     pub async fn select(&self) -> Result<Selected, TaskFailed> {
         if self.backend == Backend::Zeroconf {
@@ -525,8 +545,15 @@ impl TaskContext<'_> {
         }
         let g = &self.broker.global;
         let mode = self.agent_mode(profile);
+        let load_factors = self.load_factors(profile, mode).await;
+        let excluded: Vec<String> = load_factors
+            .iter()
+            .filter(|(_, l)| l.factor().is_none())
+            .map(|(h, _)| h.clone())
+            .collect();
         let opts = SelectOptions {
             mode,
+            load_factors,
             portscan: profile
                 .broker
                 .portscan_x2goservers
@@ -536,7 +563,7 @@ impl TaskContext<'_> {
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| "localhost".into()),
         };
-        let found = self.agent_for(profile).await;
+        let found = self.agent_for_excluding(profile, &excluded).await;
         let login = self.fields.login.as_str();
         let query = match &found {
             AgentFor::Off => AgentQuery::Off,
@@ -581,6 +608,30 @@ impl TaskContext<'_> {
         }
         Ok(selected)
     }
+}
+
+/// The agent query mode for a profile: the profile's, the backend's, then
+/// the global default.
+pub fn agent_mode(broker: &Broker, profile: &Profile) -> AgentQueryMode {
+    let mode = profile
+        .broker
+        .agent_query_mode
+        .clone()
+        .or_else(|| broker.inifile.agent_query_mode.clone())
+        .unwrap_or_else(|| broker.global.default_agent_query_mode.clone());
+    AgentQueryMode::parse(&mode)
+}
+
+/// The host key policy for a profile's agents: the profile's, the
+/// backend's, then the global default.
+pub fn hostkey_policy(broker: &Broker, profile: &Profile) -> HostKeyPolicy {
+    let name = profile
+        .broker
+        .agent_hostkey_policy
+        .clone()
+        .or_else(|| broker.inifile.agent_hostkey_policy.clone())
+        .unwrap_or_else(|| broker.global.default_agent_hostkey_policy.clone());
+    HostKeyPolicy::parse(&name)
 }
 
 /// The agent for a profile, if any.

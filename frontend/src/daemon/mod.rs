@@ -5,6 +5,7 @@
 pub mod control;
 pub mod http_server;
 pub mod listen_fds;
+pub mod loadchecker;
 pub mod logging;
 pub mod reload;
 pub mod sdnotify;

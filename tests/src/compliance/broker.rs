@@ -446,3 +446,55 @@ fn clean_env(cmd: &mut Command) {
         }
     }
 }
+
+/// The original's load checker program.
+const ORIGINAL_LOADCHECKER: &str = "/usr/sbin/x2gobroker-loadchecker";
+
+pub fn our_loadchecker() -> PathBuf {
+    our_binary("X2GOBROKER_LOADCHECKER_BIN", "x2gobroker-loadchecker")
+}
+
+/// Starts the load checker of `kind` as `run_as` on `socket`, reading
+/// `config` and `profiles` (environment as the broker's); waits until the
+/// socket accepts connections. Its log is `dir/loadchecker-KIND.log`.
+pub fn start_loadchecker(
+    kind: BrokerKind,
+    dir: &Path,
+    socket: &Path,
+    config: &Path,
+    profiles: &Path,
+    env: &[(String, String)],
+    run_as: &RunAs<'_>,
+) -> Result<Running, String> {
+    let mut cmd = match kind {
+        BrokerKind::Original => {
+            let mut c = command_as(run_as, Path::new(SYSTEM_PYTHON))?;
+            c.arg(ORIGINAL_LOADCHECKER);
+            c
+        }
+        BrokerKind::Ours => command_as(run_as, &our_loadchecker())?,
+    };
+    // -i: log to stderr; owner and group: the account it runs as.
+    cmd.arg("-i")
+        .arg("-s")
+        .arg(socket)
+        .args(["-o", run_as.user, "-g", run_as.user, "-p", "0660"]);
+    clean_env(&mut cmd);
+    cmd.env("X2GOBROKER_CONFIG", config)
+        .env("X2GOBROKER_SESSIONPROFILES", profiles);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut running = Running::spawn(
+        "load checker",
+        cmd,
+        dir.join(format!("loadchecker-{}.log", kind.name())),
+    )?;
+    running.wait_until(|| UnixStream::connect(socket).is_ok())?;
+    Ok(running)
+}
+
+/// One of our programs in the workspace target dir (e.g. `x2gobroker-keygen`).
+pub fn our_program(file: &str) -> PathBuf {
+    our_binary("X2GOBROKER_NO_SUCH_OVERRIDE", file)
+}

@@ -110,6 +110,24 @@ impl Agent {
         Ok(answer)
     }
 
+    /// A task without arguments (ping, listsessions, findbusyservers,
+    /// getservers, checkload, availabletasks) as the agent answered it, for
+    /// x2gobroker-testagent.
+    pub async fn plain_task(&self, user: &str, task: &str) -> Result<Answer, AgentError> {
+        const PLAIN: [&str; 6] = [
+            "ping",
+            "listsessions",
+            "findbusyservers",
+            "getservers",
+            "checkload",
+            "availabletasks",
+        ];
+        if !PLAIN.contains(&task) {
+            return Err(AgentError(format!("{task} is not a task without arguments")));
+        }
+        self.call(user, task, &[]).await
+    }
+
     /// `ping` (the original pings with the user name `foo`).
     pub async fn ping(&self) -> bool {
         matches!(self.call("foo", "ping", &[]).await, Ok(Answer { ok: true, .. }))

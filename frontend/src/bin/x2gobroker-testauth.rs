@@ -1,0 +1,6 @@
+//! `x2gobroker-testauth`: see [`x2gobroker_frontend::tools::testauth`].
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    x2gobroker_frontend::tools::testauth::main()
+}

@@ -1,0 +1,40 @@
+//! The original's admin tools, each a thin program in `bin/` over these
+//! modules: `x2gobroker-keygen` (the broker account's SSH key for agents),
+//! `x2gobroker-pubkeyauthorizer` (authorise that key on an X2Go server),
+//! `x2gobroker-testagent` (run an agent task, print the answer) and
+//! `x2gobroker-testauth` (try the configured auth mechanism).
+
+pub mod keygen;
+pub mod pubkeyauthorizer;
+pub mod testagent;
+pub mod testauth;
+
+use std::process::ExitCode;
+
+/// Messages go to stderr, as the original's loggers do.
+pub(crate) fn init_logging(program: &str, debug: bool) {
+    x2gobroker_sys::logging::init(&x2gobroker_sys::logging::LogOptions {
+        program,
+        facility: syslog::Facility::LOG_AUTH,
+        debug,
+        syslog_socket: None,
+        audit_waits: false,
+    });
+}
+
+/// `--generate-man` / `--generate-completions`, when given.
+pub(crate) fn docs<C: clap::CommandFactory>(
+    program: &str,
+    section: &str,
+    man: Option<&std::path::Path>,
+    completions: Option<&std::path::Path>,
+) -> Option<ExitCode> {
+    x2gobroker_sys::docs::handle(C::command, program, section, man, completions)
+}
+
+/// The account that owns a broker key: (uid, gid, home).
+pub(crate) fn account(name: &str) -> Result<nix::unistd::User, String> {
+    nix::unistd::User::from_name(name)
+        .map_err(|e| format!("looking up user {name}: {e}"))?
+        .ok_or_else(|| format!("no such user: {name}"))
+}
