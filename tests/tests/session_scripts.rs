@@ -310,8 +310,10 @@ fn ssh_mode_runs_scripts_as_the_daemon_user_like_the_original_runs_its_modules()
     fs::set_permissions(&records, fs::Permissions::from_mode(0o777)).expect("chmod");
     install_script(&dir, "move", &fill(MOVE_AS_DAEMON));
     let args = ["--task", "selectsession", "--sid", "to-server"];
-    let env = [("SSH_CLIENT", "127.0.0.7 50000 22")];
-    let ours = fx.run(Some(ALICE.0), &args, &env);
+    // A local caller (no sshd above it): both take 127.0.0.1 (ours ignores
+    // an unprivileged caller's SSH_CLIENT, ARCHITECTURE.md D: SSH-mode client
+    // address; tests/tests/ssh_mode.rs covers the sshd case).
+    let ours = fx.run(Some(ALICE.0), &args, &[]);
     assert_eq!(ours.code, 0, "{ours:?}");
     let server_line = |out: &str| out.lines().find(|l| l.starts_with("SERVER:")).map(str::to_owned);
     assert_eq!(
@@ -323,7 +325,7 @@ fn ssh_mode_runs_scripts_as_the_daemon_user_like_the_original_runs_its_modules()
         serde_json::from_str(&fs::read_to_string(records.join(name)).expect("record")).expect("JSON")
     };
     let ours_given = read("ours.json");
-    assert_eq!(ours_given["client_address"], "127.0.0.7");
+    assert_eq!(ours_given["client_address"], "127.0.0.1");
 
     if std::env::var("BROKER_UNDER_TEST").as_deref() == Ok("ours") {
         return;
@@ -353,7 +355,6 @@ fn ssh_mode_runs_scripts_as_the_daemon_user_like_the_original_runs_its_modules()
             ("X2GOBROKER_CONFIG", original_config.to_str().expect("utf-8")),
             ("X2GOBROKER_SESSIONPROFILES", fx.profiles.to_str().expect("utf-8")),
             ("HOME", "/var/lib/x2gobroker"),
-            ("SSH_CLIENT", "127.0.0.7 50000 22"),
         ],
     );
     assert_eq!(original.code, 0, "{original:?}");
