@@ -642,8 +642,18 @@ fn serves_https_on_a_passed_socket() {
         "{answer}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Plain HTTP on the TLS socket gets no broker answer.
-    let plain = post(daemon.port, "/plain/", "task=listsessions");
+    // Plain HTTP on the TLS socket gets no broker answer. The daemon may
+    // close the connection before the request is fully written (a broken
+    // pipe is then the answer), so errors while talking count as "none".
+    let mut stream = TcpStream::connect(("127.0.0.1", daemon.port)).expect("connect to the daemon");
+    stream.set_read_timeout(Some(DEADLINE * 2)).expect("timeout");
+    let _ = write!(
+        stream,
+        "POST /plain/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 17\r\nConnection: close\r\n\r\ntask=listsessions"
+    );
+    let mut plain = Vec::new();
+    let _ = stream.read_to_end(&mut plain);
+    let plain = String::from_utf8_lossy(&plain);
     assert!(!plain.contains("Access granted"), "{plain}");
 }
 
