@@ -22,5 +22,6 @@ pub mod nameservice;
 pub mod portscan;
 pub mod profiles;
 pub mod select;
+pub mod state;
 pub mod stats;
 pub mod tasks;

@@ -341,13 +341,7 @@ impl TaskContext<'_> {
         // Each removal is on disk before its key is deployed: a key is never
         // left behind, whatever the agent answers or however this process
         // ends.
-        let store = match key_removals::RemovalStore::open(&self.broker.global.key_removal_directory) {
-            Ok(store) => store,
-            Err(e) => {
-                log::error!("auto-login: no key is deployed: {e}");
-                return Err(TaskFailed);
-            }
-        };
+        let store = &self.broker.state;
         let due = key_removals::now() + autologin::KEY_LIFETIME.as_secs();
         for (agent, keys_file) in agents {
             let removal = key_removals::Removal {
@@ -358,11 +352,11 @@ impl TaskContext<'_> {
                 keys_file: keys_file.clone(),
                 line: line.clone(),
             };
-            if let Err(e) = store.save(&removal) {
+            if let Err(e) = store.schedule_removal(&removal).await {
                 log::error!("auto-login: cannot keep the key's removal, no key is deployed: {e}");
                 return Err(TaskFailed);
             }
-            key_removals::ensure_runner(&store, &self.broker.env);
+            key_removals::ensure_runner(store, &self.broker.env);
             match agent.add_authorized_key(login, &line, keys_file).await {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {

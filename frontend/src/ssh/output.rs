@@ -51,9 +51,11 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
             password: "SSH",
             client_ip: &client_ip,
             cookie: task.cookie,
+            next_cookie_shown: crate::core::access::shows_next_cookie(task.task),
         },
     )
-    .await;
+    .await
+    .map_err(|e| TaskError(format!("{}; try again later", e.0)))?;
     if !access.granted {
         log::error!("cookie authentication failed");
         return Ok(String::new());

@@ -212,9 +212,15 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
             password: &fields.password,
             client_ip: &ip_text,
             cookie: &fields.authid,
+            next_cookie_shown: crate::core::access::shows_next_cookie(&fields.task),
         },
     )
     .await;
+    let access = match access {
+        Ok(access) => access,
+        // The state store is down: nothing was decided, try again later.
+        Err(_) => return Reply::error(503),
+    };
     if !access.granted {
         return Reply::error(401);
     }
