@@ -13,6 +13,7 @@ PACKAGES=(
   x2goserver x2goserver-xsession x2gobroker-agent sudo postgresql libdbd-pg-perl xvfb pwgen
   debhelper dpkg-dev lintian
   x2goclient xdotool imagemagick tesseract-ocr tesseract-ocr-eng
+  redis-server haproxy
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

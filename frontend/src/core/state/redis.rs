@@ -73,7 +73,7 @@ static STORES: OnceLock<Mutex<HashMap<StoreConfig, Arc<RedisStore>>>> = OnceLock
 
 const TAKE_COOKIE: &str = r"
 local v = redis.call('GET', KEYS[1])
-if not v then return '' end
+if not v then redis.call('ZREM', KEYS[2], ARGV[1]) return '' end
 if ARGV[2] ~= '' and string.match(v, '^(%S+)') ~= ARGV[2] then return 'O' .. v end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
