@@ -47,6 +47,7 @@ USERS=(
   "xbt-frank:Frank-pw-6:"
   "xbt-locked:Locked-pw-7:"
   "xbt-expired:Expired-pw-8:"
+  "xrd-ha:Ha-pw-9:"
 )
 for entry in "${USERS[@]}"; do
   IFS=: read -r name pw groups <<<"$entry"

@@ -8,14 +8,26 @@ pub struct RedisServer {
     pub dir: TestDir,
     pub port: u16,
     child: Option<Child>,
+    /// Append-only file on (every write synced): a restart keeps the data.
+    persistent: bool,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// With persistence (append-only file, synced at every write).
+    pub fn start_persistent() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
         let mut server = RedisServer {
             dir: TestDir::new("redis"),
             port: free_port(),
             child: None,
+            persistent,
         };
         server.run();
         server
@@ -36,7 +48,9 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--unixsocket")
             .arg(self.dir.path("redis.sock"))
-            .args(["--unixsocketperm", "777", "--save", "", "--appendonly", "no"])
+            .args(["--unixsocketperm", "777", "--save", ""])
+            .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
             .args(["--daemonize", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(self.dir.root())
@@ -60,6 +74,20 @@ impl RedisServer {
     /// Starts it again, empty, on the same port and socket.
     pub fn restart(&mut self) {
         self.stop();
+        self.run();
+    }
+
+    /// Stops the server as its service would (SIGTERM), waiting for it.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again after a stop, on the same port, socket and files.
+    pub fn start_again(&mut self) {
         self.run();
     }
 
