@@ -240,22 +240,34 @@ impl RedisStore {
     }
 
     /// Runs one operation on the connection; any failure drops the
-    /// connection, so the next operation makes a new one.
+    /// connection, so the next operation makes a new one. An operation
+    /// that failed on a connection which turned out dead (Redis restarted,
+    /// an idle connection cut) is sent once more on a new one: on a dead
+    /// connection it was never carried out, and every operation here is
+    /// safe to repeat (a repeated take finds the cookie gone).
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, StateError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let connection = self.connection().await?;
-        match tokio::time::timeout(OPERATION_TIMEOUT, op(connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                self.set_cached(None);
-                Err(unavailable(format!("{}: {e}", self.shown_url)))
-            }
-            Err(_) => {
-                self.set_cached(None);
-                Err(unavailable(format!("{}: no answer in time", self.shown_url)))
+        let mut tried_again = false;
+        loop {
+            let connection = self.connection().await?;
+            match tokio::time::timeout(OPERATION_TIMEOUT, op(connection)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => {
+                    self.set_cached(None);
+                    let dead_connection = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal();
+                    if dead_connection && !tried_again {
+                        tried_again = true;
+                        continue;
+                    }
+                    return Err(unavailable(format!("{}: {e}", self.shown_url)));
+                }
+                Err(_) => {
+                    self.set_cached(None);
+                    return Err(unavailable(format!("{}: no answer in time", self.shown_url)));
+                }
             }
         }
     }
@@ -299,22 +311,21 @@ impl RedisStore {
         let (key, index) = (self.cookie_key(user, cookie), self.index_key(user));
         let user_keys = format!("{}cookie:{user}:", self.prefix);
         let per_user = limits.per_user.max(1);
-        self.run(|mut c| async move {
-            script(PUT_COOKIE)
-                .key(key)
-                .key(index)
-                .arg(value)
-                .arg(ttl_ms)
-                .arg(cookie)
-                .arg(record.issued)
-                .arg(per_user)
-                .arg(oldest_live)
-                .arg(user_keys)
-                .invoke_async::<_, i64>(&mut c)
-                .await
-        })
-        .await
-        .map(|_| ())
+        let mut invocation = script(PUT_COOKIE).prepare_invoke();
+        invocation
+            .key(key)
+            .key(index)
+            .arg(value)
+            .arg(ttl_ms)
+            .arg(cookie)
+            .arg(record.issued)
+            .arg(per_user)
+            .arg(oldest_live)
+            .arg(user_keys);
+        let invocation = &invocation;
+        self.run(|mut c| async move { invocation.invoke_async::<_, i64>(&mut c).await })
+            .await
+            .map(|_| ())
     }
 
     pub async fn take_cookie(
@@ -325,16 +336,11 @@ impl RedisStore {
     ) -> Result<Taken, StateError> {
         let (key, index) = (self.cookie_key(user, cookie), self.index_key(user));
         let address = required_address.unwrap_or("").to_owned();
+        let mut invocation = script(TAKE_COOKIE).prepare_invoke();
+        invocation.key(key).key(index).arg(cookie).arg(address);
+        let invocation = &invocation;
         let answer: String = self
-            .run(|mut c| async move {
-                script(TAKE_COOKIE)
-                    .key(key)
-                    .key(index)
-                    .arg(cookie)
-                    .arg(address)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
         let record = |text: &str| {
             let mut words = text.split_whitespace();
@@ -357,19 +363,16 @@ impl RedisStore {
         // Entries whose cookie expired by TTL stay in the index until the
         // next put; count only cookies that still exist.
         let members: Vec<String> = self
-            .run(|mut c| async move {
-                redis::cmd("ZRANGE")
-                    .arg(&index)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut c)
-                    .await
+            .run(|mut c| {
+                let index = &index;
+                async move { redis::cmd("ZRANGE").arg(index).arg(0).arg(-1).query_async(&mut c).await }
             })
             .await?;
         let keys: Vec<String> = members.iter().map(|m| self.cookie_key(user, m)).collect();
         if keys.is_empty() {
             return Ok(0);
         }
+        let keys = &keys;
         let existing: usize = self
             .run(|mut c| async move { redis::cmd("EXISTS").arg(keys).query_async(&mut c).await })
             .await?;
@@ -386,39 +389,33 @@ impl RedisStore {
 
     pub async fn schedule_removal(&self, removal: &Removal) -> Result<(), StateError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let (set, key, text, due) = (
-            self.removals_key(),
-            self.removal_key(&id),
-            removal.to_text(),
-            removal.due,
-        );
-        self.run(|mut c| async move {
-            redis::pipe()
-                .atomic()
-                .set(key, text)
-                .ignore()
-                .zadd(set, id, due)
-                .ignore()
-                .query_async::<_, ()>(&mut c)
-                .await
-        })
-        .await
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set(self.removal_key(&id), removal.to_text())
+            .ignore()
+            .zadd(self.removals_key(), id, removal.due)
+            .ignore();
+        self.run_pipe(&pipe).await
+    }
+
+    async fn run_pipe(&self, pipe: &redis::Pipeline) -> Result<(), StateError> {
+        self.run(|mut c| async move { pipe.query_async::<_, ()>(&mut c).await })
+            .await
     }
 
     pub async fn claim_due_removals(&self, now: u64) -> Result<Vec<(ClaimId, Removal)>, StateError> {
         let (set, prefix) = (self.removals_key(), format!("{}removal:", self.prefix));
         let lease_end = now + super::CLAIM_LEASE.as_secs();
+        let mut invocation = script(CLAIM_REMOVALS).prepare_invoke();
+        invocation
+            .key(set)
+            .arg(now)
+            .arg(lease_end)
+            .arg(super::CLAIM_BATCH)
+            .arg(prefix);
+        let invocation = &invocation;
         let claimed: Vec<String> = self
-            .run(|mut c| async move {
-                script(CLAIM_REMOVALS)
-                    .key(set)
-                    .arg(now)
-                    .arg(lease_end)
-                    .arg(super::CLAIM_BATCH)
-                    .arg(prefix)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
         let mut out = Vec::new();
         for pair in claimed.chunks(2) {
@@ -435,38 +432,27 @@ impl RedisStore {
     }
 
     pub async fn finish_removal(&self, id: &str) -> Result<(), StateError> {
-        let (set, key, id) = (self.removals_key(), self.removal_key(id), id.to_owned());
-        self.run(|mut c| async move {
-            redis::pipe()
-                .atomic()
-                .zrem(set, id)
-                .ignore()
-                .del(key)
-                .ignore()
-                .query_async::<_, ()>(&mut c)
-                .await
-        })
-        .await
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .zrem(self.removals_key(), id)
+            .ignore()
+            .del(self.removal_key(id))
+            .ignore();
+        self.run_pipe(&pipe).await
     }
 
     pub async fn retry_removal(&self, id: &str, removal: &Removal) -> Result<(), StateError> {
-        let (set, key, id) = (self.removals_key(), self.removal_key(id), id.to_owned());
-        let (text, due) = (removal.to_text(), removal.due);
-        self.run(|mut c| async move {
-            redis::pipe()
-                .atomic()
-                .set(key, text)
-                .ignore()
-                .zadd(set, id, due)
-                .ignore()
-                .query_async::<_, ()>(&mut c)
-                .await
-        })
-        .await
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set(self.removal_key(id), removal.to_text())
+            .ignore()
+            .zadd(self.removals_key(), id, removal.due)
+            .ignore();
+        self.run_pipe(&pipe).await
     }
 
     pub async fn pending_removals(&self) -> Result<usize, StateError> {
-        let set = self.removals_key();
+        let set = &self.removals_key();
         self.run(|mut c| async move { redis::cmd("ZCARD").arg(set).query_async(&mut c).await })
             .await
     }
