@@ -108,7 +108,10 @@ fn ping(port: u16) -> bool {
         return false;
     };
     let mut buf = [0u8; 16];
-    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).map(|n| buf[..n].starts_with(b"+PONG")).unwrap_or(false)
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .map(|n| buf[..n].starts_with(b"+PONG"))
+            .unwrap_or(false)
 }
 
 impl Drop for RedisServer {

@@ -39,12 +39,17 @@ fn post(port: u16, body: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not HTTP: {answer:?}")))?;
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 fn authid(body: &str) -> Option<String> {
-    body.lines().find_map(|l| l.strip_prefix("AUTHID:")).map(str::to_owned)
+    body.lines()
+        .find_map(|l| l.strip_prefix("AUTHID:"))
+        .map(str::to_owned)
 }
 
 struct Broker {
@@ -223,7 +228,10 @@ struct Ledger {
 impl Ledger {
     fn grant(&self, user: &str, cookie: &str) {
         let mut granted = self.granted.lock().unwrap();
-        granted.entry(cookie.to_owned()).or_insert_with(|| (user.to_owned(), 0)).1 += 1;
+        granted
+            .entry(cookie.to_owned())
+            .or_insert_with(|| (user.to_owned(), 0))
+            .1 += 1;
     }
 }
 
@@ -284,7 +292,11 @@ fn run_clients(port: u16, clients: usize, steps: usize, ledger: &Arc<Ledger>) ->
 
 fn assert_each_granted_once(ledger: &Ledger, expected: usize) {
     let granted = ledger.granted.lock().unwrap();
-    assert_eq!(granted.len(), expected, "every chain step used a cookie of its own");
+    assert_eq!(
+        granted.len(),
+        expected,
+        "every chain step used a cookie of its own"
+    );
     let twice: Vec<_> = granted.iter().filter(|(_, (_, n))| *n != 1).collect();
     assert!(twice.is_empty(), "cookies granted more than once: {twice:?}");
 }
@@ -309,7 +321,10 @@ fn a_cookie_from_one_broker_is_taken_once_at_the_other() {
     assert_eq!(status, 200);
     let status = site.ctl_status(1);
     assert!(
-        status.contains(&format!("state store: redis {} (key prefix \"xrd-once:\")", site.redis.url())),
+        status.contains(&format!(
+            "state store: redis {} (key prefix \"xrd-once:\")",
+            site.redis.url()
+        )),
         "{status}"
     );
     assert!(status.contains("state store health: ok"), "{status}");
@@ -320,14 +335,35 @@ fn a_thousand_concurrent_cookie_chains_through_haproxy() {
     let site = Site::start("xrd-load", false);
     let ledger = Arc::new(Ledger::default());
     let errors = run_clients(site.port, 1000, 2, &ledger);
-    assert!(errors.is_empty(), "{} clients failed: {:?}", errors.len(), &errors[..errors.len().min(5)]);
-    assert_eq!(ledger.cut_off.load(Ordering::Relaxed), 0, "no broker died: no cookie is lost");
+    assert!(
+        errors.is_empty(),
+        "{} clients failed: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert_eq!(
+        ledger.cut_off.load(Ordering::Relaxed),
+        0,
+        "no broker died: no cookie is lost"
+    );
     assert_each_granted_once(&ledger, 2000);
     // Each client holds exactly its last cookie: none lost, none left over.
-    let keys = site.redis.cli(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", "xrd-load:cookie:*"]);
+    let keys = site.redis.cli(&[
+        "EVAL",
+        "return #redis.call('KEYS', ARGV[1])",
+        "0",
+        "xrd-load:cookie:*",
+    ]);
     assert_eq!(keys, "1000");
     // Used cookies are refused on replay (a sample, through both brokers).
-    let sample: Vec<_> = ledger.granted.lock().unwrap().iter().take(20).map(|(c, (u, _))| (c.clone(), u.clone())).collect();
+    let sample: Vec<_> = ledger
+        .granted
+        .lock()
+        .unwrap()
+        .iter()
+        .take(20)
+        .map(|(c, (u, _))| (c.clone(), u.clone()))
+        .collect();
     for (i, (c, user)) in sample.iter().enumerate() {
         let port = site.brokers[i % 2].port;
         let (status, _) = post(port, &format!("user={user}&authid={c}&task=listsessions")).unwrap();
@@ -358,10 +394,15 @@ fn killing_a_broker_loses_no_cookie_and_its_key_removals_are_done_by_the_other()
         let (port, ledger) = (site.port, ledger.clone());
         std::thread::spawn(move || run_clients(port, 200, 10, &ledger))
     };
-    wait_until("clients under way", || ledger.granted.lock().unwrap().len() >= 300);
+    wait_until("clients under way", || {
+        ledger.granted.lock().unwrap().len() >= 300
+    });
     site.brokers[0].kill();
     let errors = running.join().unwrap();
-    assert!(errors.is_empty(), "clients that retried got through B: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "clients that retried got through B: {errors:?}"
+    );
     assert_each_granted_once(&ledger, 2000);
     // Only a request in flight at A when it died can have used up a cookie
     // without an answer (the client logged in again).
@@ -371,9 +412,13 @@ fn killing_a_broker_loses_no_cookie_and_its_key_removals_are_done_by_the_other()
 
     // B carries out A's removal, once.
     wait_until("B removes A's key", || {
-        !fs::read_to_string(&keys_file).unwrap_or_default().contains(&format!("{KEY_USER}@127.0.0.1"))
+        !fs::read_to_string(&keys_file)
+            .unwrap_or_default()
+            .contains(&format!("{KEY_USER}@127.0.0.1"))
     });
-    wait_until("the removal is finished", || site.redis.cli(&["ZCARD", "xrd-kill:removals"]) == "0");
+    wait_until("the removal is finished", || {
+        site.redis.cli(&["ZCARD", "xrd-kill:removals"]) == "0"
+    });
     assert_eq!(site.agent_calls("delauthkey"), 1, "removed exactly once");
 }
 
@@ -401,7 +446,11 @@ fn a_redis_restart_gives_errors_then_recovery_and_loses_nothing() {
                     // A request cut by the outage between taking its cookie
                     // and keeping the next may have used the cookie up: the
                     // client logs in again (counted apart).
-                    let status = if status == 401 && statuses.last() == Some(&503) { 1401 } else { status };
+                    let status = if status == 401 && statuses.last() == Some(&503) {
+                        1401
+                    } else {
+                        status
+                    };
                     statuses.push(status);
                     match status {
                         200 => cookie = authid(&answer),
@@ -413,19 +462,29 @@ fn a_redis_restart_gives_errors_then_recovery_and_loses_nothing() {
             }
         })
     };
-    wait_until("background clients served", || statuses.lock().unwrap().contains(&200));
+    wait_until("background clients served", || {
+        statuses.lock().unwrap().contains(&200)
+    });
 
     site.redis.stop_gracefully();
     let started = Instant::now();
     let (status, _) = post(port, &format!("user=xrd-keep&authid={kept}&task=listsessions")).unwrap();
     assert_eq!(status, 503, "the state is unreachable: a clear error");
-    assert!(started.elapsed() < Duration::from_secs(5), "answered without a long wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered without a long wait"
+    );
     let (status, _) = post(port, "user=xrd-new&password=x&task=listsessions").unwrap();
     assert_eq!(status, 503);
     let ctl = site.ctl_status(0);
-    assert!(ctl.contains("state store health: the state store is unavailable"), "{ctl}");
+    assert!(
+        ctl.contains("state store health: the state store is unavailable"),
+        "{ctl}"
+    );
     let seen_before = statuses.lock().unwrap().len();
-    wait_until("background clients see the outage", || statuses.lock().unwrap()[seen_before..].contains(&503));
+    wait_until("background clients see the outage", || {
+        statuses.lock().unwrap()[seen_before..].contains(&503)
+    });
 
     site.redis.start_again();
     // Back by itself; the cookie issued before the outage is still valid, once.
@@ -437,14 +496,25 @@ fn a_redis_restart_gives_errors_then_recovery_and_loses_nothing() {
     let (status, _) = post(port, &format!("user=xrd-keep&authid={kept}&task=listsessions")).unwrap();
     assert_eq!(status, 401, "and is still taken once");
     let seen_after = statuses.lock().unwrap().len();
-    wait_until("background clients served again", || statuses.lock().unwrap()[seen_after..].contains(&200));
+    wait_until("background clients served again", || {
+        statuses.lock().unwrap()[seen_after..].contains(&200)
+    });
     stop.store(true, Ordering::Relaxed);
     background.join().unwrap();
     let statuses = statuses.lock().unwrap();
-    let unexpected: Vec<_> = statuses.iter().filter(|s| !matches!(s, 200 | 503 | 1401)).collect();
-    assert!(unexpected.is_empty(), "only answers or 503 during the outage: {unexpected:?}");
+    let unexpected: Vec<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, 200 | 503 | 1401))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "only answers or 503 during the outage: {unexpected:?}"
+    );
     let relogins = statuses.iter().filter(|s| **s == 1401).count();
-    assert!(relogins <= 1, "at most the one request cut by the stop: {relogins}");
+    assert!(
+        relogins <= 1,
+        "at most the one request cut by the stop: {relogins}"
+    );
     assert!(site.ctl_status(1).contains("state store health: ok"));
     let _ = &site.dir;
 }

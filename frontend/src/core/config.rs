@@ -398,7 +398,9 @@ impl GlobalConfig {
             max_cookies_per_user: {
                 let n = c.get_int(G, "max-cookies-per-user")?;
                 usize::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
-                    ConfigError(format!("[global] max-cookies-per-user = {n}: expected a positive number"))
+                    ConfigError(format!(
+                        "[global] max-cookies-per-user = {n}: expected a positive number"
+                    ))
                 })?
             },
             verify_ip: c.get_bool(G, "verify-ip")?,

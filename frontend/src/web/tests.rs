@@ -207,11 +207,17 @@ async fn password_then_cookie_chain() {
     assert!(body.is_empty() || !body.contains("Access granted"));
     // testcon's answer shows no cookie, so none is kept (the original
     // stores one nobody ever sees): the directory is empty.
-    assert_eq!(std::fs::read_dir(f.dir.path().join("cookies")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(f.dir.path().join("cookies")).unwrap().count(),
+        0
+    );
     // testcon with a password keeps none either.
     let (status, _, body) = post(&f, "/plain/", "user=alice&password=x&task=testcon", HERE).await;
     assert_eq!((status, body.as_str()), (200, "OK"));
-    assert_eq!(std::fs::read_dir(f.dir.path().join("cookies")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(f.dir.path().join("cookies")).unwrap().count(),
+        0
+    );
     let (_, _, body) = post(&f, "/plain/", "user=alice&password=x&task=listsessions", HERE).await;
     let c2 = authid(&body);
     // Another user cannot use it; a path in the user name is refused.

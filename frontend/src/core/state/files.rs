@@ -37,9 +37,9 @@ impl FileStore {
     }
 
     pub fn health(&self) -> Result<(), StateError> {
-        self.cookies.ensure_dir().map_err(|e| {
-            failed(format!("cookie-directory {}: {e}", self.cookie_dir.display()))
-        })?;
+        self.cookies
+            .ensure_dir()
+            .map_err(|e| failed(format!("cookie-directory {}: {e}", self.cookie_dir.display())))?;
         self.removals().map(|_| ())
     }
 
@@ -55,9 +55,9 @@ impl FileStore {
         record: &CookieRecord,
         limits: CookieLimits,
     ) -> Result<(), StateError> {
-        self.cookies.ensure_dir().map_err(|e| {
-            failed(format!("cookie-directory {}: {e}", self.cookie_dir.display()))
-        })?;
+        self.cookies
+            .ensure_dir()
+            .map_err(|e| failed(format!("cookie-directory {}: {e}", self.cookie_dir.display())))?;
         self.cookies.write(user, cookie, record).map_err(failed)?;
         self.cap(user, limits.per_user);
         Ok(())

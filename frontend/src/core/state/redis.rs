@@ -140,13 +140,17 @@ impl RedisStore {
         let shown_url = without_password(&config.url);
         let err = |e: String| format!("state-store {shown_url}: {e}");
         let mut info: redis::ConnectionInfo =
-            redis::IntoConnectionInfo::into_connection_info(config.url.as_str()).map_err(|e| err(e.to_string()))?;
+            redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
+                .map_err(|e| err(e.to_string()))?;
         if let Some(path) = &config.password_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| err(format!("state-store-password-file {}: {e}", path.display())))?;
             let password = text.lines().next().unwrap_or("").to_owned();
             if password.is_empty() {
-                return Err(err(format!("state-store-password-file {} is empty", path.display())));
+                return Err(err(format!(
+                    "state-store-password-file {} is empty",
+                    path.display()
+                )));
             }
             info.redis.password = Some(password);
         }
@@ -257,7 +261,8 @@ impl RedisStore {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) => {
                     self.set_cached(None);
-                    let dead_connection = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal();
+                    let dead_connection =
+                        e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal();
                     if dead_connection && !tried_again {
                         tried_again = true;
                         continue;
@@ -365,7 +370,14 @@ impl RedisStore {
         let members: Vec<String> = self
             .run(|mut c| {
                 let index = &index;
-                async move { redis::cmd("ZRANGE").arg(index).arg(0).arg(-1).query_async(&mut c).await }
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(index)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut c)
+                        .await
+                }
             })
             .await?;
         let keys: Vec<String> = members.iter().map(|m| self.cookie_key(user, m)).collect();

@@ -41,32 +41,56 @@ async fn store_suite(store: Store) {
     store.health().await.unwrap();
 
     // Issued, taken once, unknown after.
-    let c = store.issue_cookie("xrd-alice", &record("127.0.0.1", now()), LIMITS).await.unwrap();
+    let c = store
+        .issue_cookie("xrd-alice", &record("127.0.0.1", now()), LIMITS)
+        .await
+        .unwrap();
     assert_eq!(store.cookie_count("xrd-alice").await.unwrap(), 1);
-    assert_eq!(store.take_cookie("xrd-bob", &c, None).await.unwrap(), Taken::Unknown);
+    assert_eq!(
+        store.take_cookie("xrd-bob", &c, None).await.unwrap(),
+        Taken::Unknown
+    );
     assert_eq!(store.take_cookie("../x", &c, None).await.unwrap(), Taken::Unknown);
     assert!(matches!(
         store.take_cookie("xrd-alice", &c, None).await.unwrap(),
         Taken::Taken(r) if r.client_ip == "127.0.0.1"
     ));
-    assert_eq!(store.take_cookie("xrd-alice", &c, None).await.unwrap(), Taken::Unknown);
+    assert_eq!(
+        store.take_cookie("xrd-alice", &c, None).await.unwrap(),
+        Taken::Unknown
+    );
     assert_eq!(store.cookie_count("xrd-alice").await.unwrap(), 0);
-    assert!(store.put_cookie("a/b", &c, &record("1.2.3.4", now()), LIMITS).await.is_err());
+    assert!(store
+        .put_cookie("a/b", &c, &record("1.2.3.4", now()), LIMITS)
+        .await
+        .is_err());
 
     // verify-ip: another address is refused and the cookie stays its owner's.
-    let c = store.issue_cookie("xrd-alice", &record("127.0.0.1", now()), LIMITS).await.unwrap();
+    let c = store
+        .issue_cookie("xrd-alice", &record("127.0.0.1", now()), LIMITS)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.take_cookie("xrd-alice", &c, Some("127.0.0.9")).await.unwrap(),
+        store
+            .take_cookie("xrd-alice", &c, Some("127.0.0.9"))
+            .await
+            .unwrap(),
         Taken::OtherAddress(_)
     ));
     assert!(matches!(
-        store.take_cookie("xrd-alice", &c, Some("127.0.0.1")).await.unwrap(),
+        store
+            .take_cookie("xrd-alice", &c, Some("127.0.0.1"))
+            .await
+            .unwrap(),
         Taken::Taken(_)
     ));
 
     // Racing takers: exactly one wins.
     for _ in 0..5 {
-        let c = store.issue_cookie("xrd-race", &record("127.0.0.1", now()), LIMITS).await.unwrap();
+        let c = store
+            .issue_cookie("xrd-race", &record("127.0.0.1", now()), LIMITS)
+            .await
+            .unwrap();
         let takers: Vec<_> = (0..16)
             .map(|_| {
                 let (store, c) = (store.clone(), c.clone());
@@ -91,7 +115,10 @@ async fn store_suite(store: Store) {
     }
     assert_eq!(store.cookie_count("xrd-many").await.unwrap(), 4);
     for (i, c) in issued.iter().enumerate() {
-        let kept = !matches!(store.take_cookie("xrd-many", c, None).await.unwrap(), Taken::Unknown);
+        let kept = !matches!(
+            store.take_cookie("xrd-many", c, None).await.unwrap(),
+            Taken::Unknown
+        );
         assert_eq!(kept, i >= 2, "cookie {i}: the two oldest are gone");
     }
     // Other users are not affected by one user's cap.
@@ -102,19 +129,34 @@ async fn store_suite(store: Store) {
         lifetime: 60,
         per_user: 4,
     };
-    let old = store.issue_cookie("xrd-old", &record("127.0.0.1", now() - 59.0), short).await.unwrap();
-    let fresh = store.issue_cookie("xrd-old", &record("127.0.0.1", now()), short).await.unwrap();
+    let old = store
+        .issue_cookie("xrd-old", &record("127.0.0.1", now() - 59.0), short)
+        .await
+        .unwrap();
+    let fresh = store
+        .issue_cookie("xrd-old", &record("127.0.0.1", now()), short)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         store.sweep_cookies(short.lifetime).await.unwrap();
         if store.cookie_count("xrd-old").await.unwrap() == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the expired cookie is removed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired cookie is removed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(store.take_cookie("xrd-old", &old, None).await.unwrap(), Taken::Unknown);
-    assert!(matches!(store.take_cookie("xrd-old", &fresh, None).await.unwrap(), Taken::Taken(_)));
+    assert_eq!(
+        store.take_cookie("xrd-old", &old, None).await.unwrap(),
+        Taken::Unknown
+    );
+    assert!(matches!(
+        store.take_cookie("xrd-old", &fresh, None).await.unwrap(),
+        Taken::Taken(_)
+    ));
 
     // Key removals: due ones are claimed once, pending until finished.
     let t = crate::core::key_removals::now();
@@ -124,8 +166,14 @@ async fn store_suite(store: Store) {
     assert_eq!(store.pending_removals().await.unwrap(), 3);
     let mut due = store.claim_due_removals(t).await.unwrap();
     due.sort_by_key(|(_, r)| r.attempts);
-    assert_eq!(due.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), vec![removal(t - 10, 0), removal(t - 5, 1)]);
-    assert!(store.claim_due_removals(t).await.unwrap().is_empty(), "claimed once");
+    assert_eq!(
+        due.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+        vec![removal(t - 10, 0), removal(t - 5, 1)]
+    );
+    assert!(
+        store.claim_due_removals(t).await.unwrap().is_empty(),
+        "claimed once"
+    );
     assert_eq!(store.pending_removals().await.unwrap(), 3);
     let (finished, _) = &due[0];
     store.finish_removal(finished).await.unwrap();
@@ -136,7 +184,11 @@ async fn store_suite(store: Store) {
     let again = store.claim_due_removals(later).await.unwrap();
     let mut attempts: Vec<u32> = again.iter().map(|(_, r)| r.attempts).collect();
     attempts.sort();
-    assert_eq!(attempts, vec![1, 2], "the dead runner's claim and the now due one");
+    assert_eq!(
+        attempts,
+        vec![1, 2],
+        "the dead runner's claim and the now due one"
+    );
     // A retry is due again at its new time.
     for (claim, mut r) in again {
         r.due = later + 30;
@@ -178,7 +230,12 @@ fn redis_store(url: String, prefix: &str) -> Store {
         password_file: None,
         tls_ca_file: None,
     };
-    Store::open(&config, std::path::Path::new("/nonexistent"), std::path::Path::new("/nonexistent")).unwrap()
+    Store::open(
+        &config,
+        std::path::Path::new("/nonexistent"),
+        std::path::Path::new("/nonexistent"),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +264,10 @@ async fn redis_store_passes_the_suite() {
         .issue_cookie("xrd-alice", &record("127.0.0.1", now() - 600.0), LIMITS)
         .await
         .unwrap();
-    let ttl: i64 = server.cli(&["TTL", &format!("xrd-ttl:cookie:xrd-alice:{c}")]).parse().unwrap();
+    let ttl: i64 = server
+        .cli(&["TTL", &format!("xrd-ttl:cookie:xrd-alice:{c}")])
+        .parse()
+        .unwrap();
     assert!((2990..=3000).contains(&ttl), "TTL {ttl}");
     // Nothing is left but that cookie and its index.
     assert_eq!(server.cli(&["DBSIZE"]), "2");
@@ -217,7 +277,10 @@ async fn redis_store_passes_the_suite() {
 async fn redis_outage_fails_clearly_and_recovers() {
     let mut server = RedisServer::start();
     let store = redis_store(server.url(), "xrd-outage:");
-    let c = store.issue_cookie("xrd-alice", &record("127.0.0.1", now()), LIMITS).await.unwrap();
+    let c = store
+        .issue_cookie("xrd-alice", &record("127.0.0.1", now()), LIMITS)
+        .await
+        .unwrap();
     server.stop();
     let started = std::time::Instant::now();
     assert!(matches!(
@@ -229,7 +292,10 @@ async fn redis_outage_fails_clearly_and_recovers() {
         store.schedule_removal(&removal(1, 0)).await,
         Err(StateError::Unavailable(_))
     ));
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "fails fast");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "fails fast"
+    );
     server.restart();
     // Back by itself (the restarted server is empty: no persistence here).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -237,8 +303,14 @@ async fn redis_outage_fails_clearly_and_recovers() {
         assert!(std::time::Instant::now() < deadline, "the store reconnects");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let c = store.issue_cookie("xrd-alice", &record("127.0.0.1", now()), LIMITS).await.unwrap();
-    assert!(matches!(store.take_cookie("xrd-alice", &c, None).await.unwrap(), Taken::Taken(_)));
+    let c = store
+        .issue_cookie("xrd-alice", &record("127.0.0.1", now()), LIMITS)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.take_cookie("xrd-alice", &c, None).await.unwrap(),
+        Taken::Taken(_)
+    ));
 }
 
 #[test]
@@ -246,7 +318,10 @@ fn passwords_are_not_shown() {
     use super::redis::without_password;
     assert_eq!(without_password("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
     assert_eq!(without_password("redis://:secret@h/0"), "redis://:***@h/0");
-    assert_eq!(without_password("redis+unix:///run/r.sock"), "redis+unix:///run/r.sock");
+    assert_eq!(
+        without_password("redis+unix:///run/r.sock"),
+        "redis+unix:///run/r.sock"
+    );
     let store = redis_store("redis://u:hunter2@127.0.0.1:1/0".into(), "p:");
     assert!(!format!("{store:?} {}", store.describe()).contains("hunter2"));
 }
