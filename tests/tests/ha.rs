@@ -488,9 +488,11 @@ fn a_redis_restart_gives_errors_then_recovery_and_loses_nothing() {
 
     site.redis.start_again();
     // Back by itself; the cookie issued before the outage is still valid, once.
-    wait_until("service back", || {
-        post(port, "user=xrd-new&password=x&task=testcon").is_ok_and(|(s, _)| s == 200)
-    });
+    for broker in &site.brokers {
+        wait_until("service back at each broker", || {
+            post(broker.port, "user=xrd-new&password=x&task=listsessions").is_ok_and(|(s, _)| s == 200)
+        });
+    }
     let (status, _) = post(port, &format!("user=xrd-keep&authid={kept}&task=listsessions")).unwrap();
     assert_eq!(status, 200, "a cookie survives the outage");
     let (status, _) = post(port, &format!("user=xrd-keep&authid={kept}&task=listsessions")).unwrap();
