@@ -48,18 +48,24 @@ impl FileStore {
         RemovalStore::open(&self.removal_dir).map_err(StateError::Failed)
     }
 
+    /// Keeps a cookie; `new_one` (a password login, not the next cookie of
+    /// a chain, which replaces the one taken) applies the per-user cap,
+    /// which reads the whole directory.
     pub fn put_cookie(
         &self,
         user: &str,
         cookie: &str,
         record: &CookieRecord,
         limits: CookieLimits,
+        new_one: bool,
     ) -> Result<(), StateError> {
         self.cookies
             .ensure_dir()
             .map_err(|e| failed(format!("cookie-directory {}: {e}", self.cookie_dir.display())))?;
         self.cookies.write(user, cookie, record).map_err(failed)?;
-        self.cap(user, limits.per_user);
+        if new_one {
+            self.cap(user, limits.per_user);
+        }
         Ok(())
     }
 

@@ -131,8 +131,10 @@ impl Store {
         }
     }
 
-    /// Keeps `record` as `cookie` of `user`; beyond `limits.per_user`
-    /// cookies of the user, the oldest are removed.
+    /// Keeps `record` as `cookie` of `user` (the next cookie of a chain,
+    /// replacing the one taken); beyond `limits.per_user` cookies of the
+    /// user, the oldest are removed (the files store checks this in
+    /// [`Store::issue_cookie`] only, where the count grows).
     pub async fn put_cookie(
         &self,
         user: &str,
@@ -141,7 +143,7 @@ impl Store {
         limits: CookieLimits,
     ) -> Result<(), StateError> {
         match self {
-            Store::Files(f) => f.put_cookie(user, cookie, record, limits),
+            Store::Files(f) => f.put_cookie(user, cookie, record, limits, false),
             Store::Redis(r) => r.put_cookie(user, cookie, record, limits).await,
         }
     }
@@ -154,7 +156,10 @@ impl Store {
         limits: CookieLimits,
     ) -> Result<String, StateError> {
         let cookie = crate::core::cookies::new_cookie();
-        self.put_cookie(user, &cookie, record, limits).await?;
+        match self {
+            Store::Files(f) => f.put_cookie(user, &cookie, record, limits, true)?,
+            Store::Redis(r) => r.put_cookie(user, &cookie, record, limits).await?,
+        }
         Ok(cookie)
     }
 

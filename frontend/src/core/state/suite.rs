@@ -258,6 +258,26 @@ async fn redis_store_passes_the_suite() {
     let server = RedisServer::start();
     store_suite(redis_store(server.url(), "xrd-tcp:")).await;
     store_suite(redis_store(server.unix_url(), "xrd-unix:")).await;
+    // An ACL user limited to its prefix, its password in a file (as
+    // docs/OPERATIONS.md recommends); a wrong password is refused.
+    let acl = "x2gobroker:* +@read +@write +@scripting +@transaction +ping -@dangerous";
+    let mut setuser = vec!["ACL", "SETUSER", "xrd-acl", "on", ">xrd-pw-1", "~xrd-acl:*"];
+    setuser.extend(acl.split(' ').skip(1));
+    assert_eq!(server.cli(&setuser), "OK");
+    let password_file = server.dir.path("password");
+    std::fs::write(&password_file, "xrd-pw-1\n").unwrap();
+    let config = |password_file: &std::path::Path| StoreConfig {
+        url: format!("redis://xrd-acl@127.0.0.1:{}/0", server.port),
+        key_prefix: "xrd-acl:".into(),
+        password_file: Some(password_file.to_owned()),
+        tls_ca_file: None,
+    };
+    let nowhere = std::path::Path::new("/nonexistent");
+    store_suite(Store::open(&config(&password_file), nowhere, nowhere).unwrap()).await;
+    let wrong = server.dir.path("wrong");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let refused = Store::open(&config(&wrong), nowhere, nowhere).unwrap();
+    assert!(matches!(refused.health().await, Err(StateError::Unavailable(_))));
     // A cookie's TTL is what remains of auth-timeout.
     let store = redis_store(server.url(), "xrd-ttl:");
     let c = store
