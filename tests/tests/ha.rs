@@ -520,3 +520,27 @@ fn a_redis_restart_gives_errors_then_recovery_and_loses_nothing() {
     assert!(site.ctl_status(1).contains("state store health: ok"));
     let _ = &site.dir;
 }
+
+#[test]
+fn ssh_mode_reports_an_unreachable_store_and_exits_non_zero() {
+    use x2gobroker_systemtests::helper::ALICE;
+    use x2gobroker_systemtests::ssh::SshBroker;
+    let mut redis = RedisServer::start();
+    let config = format!(
+        "[global]\nstate-store = {}\nstate-store-key-prefix = xrd-ssh:\n[broker_inifile]\nenable = true\n",
+        redis.url()
+    );
+    let fx = SshBroker::start("xrd-ssh-store", &config, x2gobroker_systemtests::support::PROFILES);
+    let first = fx.run(Some(ALICE.0), &["--task", "listsessions"], &[]);
+    let cookie = first.cookie().unwrap_or_else(|| panic!("{first:?}"));
+    assert_eq!(
+        redis.cli(&["EXISTS", &format!("xrd-ssh:cookie:{}:{cookie}", ALICE.0)]),
+        "1",
+        "the SSH-mode worker keeps its cookie in Redis"
+    );
+    redis.stop();
+    let out = fx.run(Some(ALICE.0), &["--task", "listsessions", "--authid", &cookie], &[]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.contains("the state store is unavailable"), "{out:?}");
+}
