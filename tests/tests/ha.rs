@@ -530,7 +530,11 @@ fn ssh_mode_reports_an_unreachable_store_and_exits_non_zero() {
         "[global]\nstate-store = {}\nstate-store-key-prefix = xrd-ssh:\n[broker_inifile]\nenable = true\n",
         redis.url()
     );
-    let fx = SshBroker::start("xrd-ssh-store", &config, x2gobroker_systemtests::support::PROFILES);
+    let fx = SshBroker::start(
+        "xrd-ssh-store",
+        &config,
+        x2gobroker_systemtests::support::PROFILES,
+    );
     let first = fx.run(Some(ALICE.0), &["--task", "listsessions"], &[]);
     let cookie = first.cookie().unwrap_or_else(|| panic!("{first:?}"));
     assert_eq!(
@@ -539,7 +543,11 @@ fn ssh_mode_reports_an_unreachable_store_and_exits_non_zero() {
         "the SSH-mode worker keeps its cookie in Redis"
     );
     redis.stop();
-    let out = fx.run(Some(ALICE.0), &["--task", "listsessions", "--authid", &cookie], &[]);
+    let out = fx.run(
+        Some(ALICE.0),
+        &["--task", "listsessions", "--authid", &cookie],
+        &[],
+    );
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(out.stderr.contains("the state store is unavailable"), "{out:?}");

@@ -51,6 +51,7 @@ pub async fn check_access(
     cred: &Credentials<'_>,
 ) -> Result<Access, StoreUnavailable> {
     let unavailable = |e: String| {
+        let e = StateError::Unavailable(e).to_string();
         log::error!("{e}; the request of user {} is not decided", shown(cred.user));
         crate::core::audit::auth_decision(
             "state-store",
