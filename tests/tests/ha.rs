@@ -74,7 +74,8 @@ impl Drop for Broker {
 }
 
 struct Site {
-    dir: TestDir,
+    /// Config, logs and the agent wrapper; removed when the site goes.
+    _dir: TestDir,
     redis: RedisServer,
     brokers: Vec<Broker>,
     haproxy: Child,
@@ -188,7 +189,7 @@ impl Site {
             post(port, "user=xrd-probe&password=x&task=testcon").is_ok_and(|(s, _)| s == 200)
         });
         Site {
-            dir,
+            _dir: dir,
             redis,
             brokers,
             haproxy,
