@@ -14,6 +14,7 @@ PACKAGES=(
   x2goserver x2goserver-xsession x2gobroker-agent sudo postgresql libdbd-pg-perl xvfb pwgen
   debhelper dpkg-dev lintian
   x2goclient xdotool imagemagick tesseract-ocr tesseract-ocr-eng
+  redis-server haproxy
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -50,6 +51,7 @@ USERS=(
   "xhf-anna:Anna-pw-1:"
   "xhf-ben:Ben-pw-2:"
   "xhf-mallory:Mallory-pw-3:x2gobroker-users"
+  "xrd-ha:Ha-pw-9:"
 )
 for entry in "${USERS[@]}"; do
   IFS=: read -r name pw groups <<<"$entry"

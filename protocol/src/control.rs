@@ -34,6 +34,13 @@ pub struct DaemonStatus {
     pub config_generation: u64,
     /// The error of the last failed reload, if any reload ever failed.
     pub last_reload_error: Option<String>,
+    /// Where cookies and key removals are kept (`[global] state-store`).
+    pub state_store: String,
+    /// "ok", or why the store does not work now.
+    pub state_store_health: String,
+    /// Key removals waiting in the store (claimed ones included); None
+    /// when the store could not say.
+    pub pending_key_removals: Option<u64>,
 }
 
 #[cfg(test)]
@@ -56,6 +63,9 @@ mod tests {
             auth_throttled: 0,
             config_generation: 4,
             last_reload_error: Some("x2gobroker.conf: line 3: bad".into()),
+            state_store: "redis redis://127.0.0.1:6379/0".into(),
+            state_store_health: "ok".into(),
+            pending_key_removals: Some(2),
         });
         let frame = encode(&status).unwrap();
         assert_eq!(decode::<ControlResponse>(&frame).unwrap(), status);

@@ -15,6 +15,9 @@ pub mod support;
 /// A systemd booted in private namespaces on an overlay of / (live unit and package tests).
 pub mod live;
 
+/// A private redis-server (state store tests).
+pub mod redis;
+
 /// A private Xvfb display for tests that run X clients.
 pub mod xvfb;
 

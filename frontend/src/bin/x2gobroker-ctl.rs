@@ -171,6 +171,11 @@ fn render_text(
                 "  last reload error: {}",
                 d.last_reload_error.as_deref().unwrap_or("none")
             );
+            let _ = writeln!(out, "  state store: {}", d.state_store);
+            let _ = writeln!(out, "  state store health: {}", d.state_store_health);
+            if let Some(n) = d.pending_key_removals {
+                let _ = writeln!(out, "  pending key removals: {n}");
+            }
         }
         Err(e) => {
             let _ = writeln!(out, "  error: {e}");

@@ -5,7 +5,8 @@ use crate::core::audit::shown;
 use crate::core::authmech::{authenticate, AuthContext, AuthMech};
 use crate::core::backend::Backend;
 use crate::core::broker::Broker;
-use crate::core::cookies::{now, CookieRecord, CookieStore};
+use crate::core::cookies::{now, CookieRecord};
+use crate::core::state::{CookieLimits, StateError, Taken};
 
 /// The outcome: granted or not, and the cookie to hand out next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +30,37 @@ pub struct Credentials<'a> {
     pub client_ip: &'a str,
     /// `authid` as sent; empty when none was sent.
     pub cookie: &'a str,
+    /// Whether the answer shows the next cookie. `testcon`'s does not (the
+    /// original stores one nobody ever sees): then no new cookie is kept.
+    pub next_cookie_shown: bool,
 }
 
-pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<'_>) -> Access {
+/// The state store could not be reached: the request cannot be decided now
+/// (HTTP 503, SSH mode a message and a non-zero exit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUnavailable(pub String);
+
+/// The task's next cookie is not shown (`testcon`).
+pub fn shows_next_cookie(task: &str) -> bool {
+    task != "testcon"
+}
+
+pub async fn check_access(
+    broker: &Broker,
+    backend: Backend,
+    cred: &Credentials<'_>,
+) -> Result<Access, StoreUnavailable> {
+    let unavailable = |e: String| {
+        let e = StateError::Unavailable(e).to_string();
+        log::error!("{e}; the request of user {} is not decided", shown(cred.user));
+        crate::core::audit::auth_decision(
+            "state-store",
+            cred.user,
+            Some(cred.client_ip),
+            crate::core::audit::AuthOutcome::Unavailable,
+        );
+        Err(StoreUnavailable(e))
+    };
     let g = &broker.global;
     let (mut require_password, mut require_cookie) = (g.require_password, g.require_cookie);
     if !g.check_credentials {
@@ -40,35 +69,29 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
         require_cookie = false;
     }
     if !require_password && !require_cookie {
-        return Access {
+        return Ok(Access {
             granted: true,
             next_cookie: None,
-        };
+        });
     }
     if cred.user == "check-credentials" && cred.password == "FALSE" {
-        return Access::denied();
+        return Ok(Access::denied());
     }
     if cred.cookie.is_empty() && require_cookie {
         log::debug!("cookie required but none given");
-        return Access::denied();
+        return Ok(Access::denied());
     }
     let static_match = broker.static_cookie.as_deref() == Some(cred.cookie);
     if !require_password {
         // Cookie only: the pre-shared cookie is what the client keeps using.
         audit_cookie(cred, static_match);
-        return Access {
+        return Ok(Access {
             granted: static_match,
             next_cookie: broker.static_cookie.clone(),
-        };
+        });
     }
-    let store = CookieStore::new(&g.cookie_directory);
-    if let Err(e) = store.ensure_dir() {
-        log::warn!(
-            "could not create cookie-directory {}: {e}; failing to authenticate",
-            g.cookie_directory.display()
-        );
-        return Access::denied();
-    }
+    let store = &broker.state;
+    let limits = CookieLimits::of(g);
     if static_match || cred.cookie.is_empty() {
         // Password authentication (with require-cookie, after the
         // pre-shared cookie matched: both are required).
@@ -88,7 +111,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
                 shown(cred.user),
                 cred.client_ip
             );
-            return Access::denied();
+            return Ok(Access::denied());
         }
         // Info, not the original's warning: a granted login is routine
         // (its audit line records it too).
@@ -101,71 +124,96 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
             client_ip: cred.client_ip.to_owned(),
             issued: now(),
         };
-        let next_cookie = if cred.user.is_empty() {
+        let next_cookie = if !cred.next_cookie_shown {
+            None
+        } else if cred.user.is_empty() {
             Some(crate::core::cookies::new_cookie())
         } else {
-            match store.issue(cred.user, &record) {
+            match store.issue_cookie(cred.user, &record, limits).await {
                 Ok(c) => Some(c),
-                Err(e) => {
+                Err(StateError::Unavailable(e)) => return unavailable(e),
+                Err(StateError::Failed(e)) => {
                     log::error!("cannot store a cookie for user {}: {e}", shown(cred.user));
-                    return Access::denied();
+                    return Ok(Access::denied());
                 }
             }
         };
         if !cred.cookie.is_empty() {
-            store.remove(cred.user, cred.cookie);
+            if let Err(StateError::Unavailable(e)) = store.remove_cookie(cred.user, cred.cookie).await {
+                return unavailable(e);
+            }
         }
-        return Access {
+        return Ok(Access {
             granted: true,
             next_cookie,
-        };
+        });
     }
-    // A dynamic cookie from an earlier password authentication.
-    let Some(record) = store.read(cred.user, cred.cookie) else {
-        audit_cookie(cred, false);
-        log::debug!(
-            "user {} from {} presented a cookie which is not recognized",
-            shown(cred.user),
-            cred.client_ip
-        );
-        return Access::denied();
+    // A dynamic cookie from an earlier password authentication, taken in
+    // one step: of two requests (at any broker) presenting it, one wins.
+    let required_address = g.verify_ip.then_some(cred.client_ip);
+    let record = match store.take_cookie(cred.user, cred.cookie, required_address).await {
+        Ok(Taken::Taken(record)) => record,
+        Ok(Taken::Unknown) => {
+            audit_cookie(cred, false);
+            log::debug!(
+                "user {} from {} presented a cookie which is not recognized",
+                shown(cred.user),
+                cred.client_ip
+            );
+            return Ok(Access::denied());
+        }
+        Ok(Taken::OtherAddress(record)) => {
+            // Refused, but the rightful owner's cookie stays valid.
+            audit_cookie(cred, false);
+            log::debug!(
+                "IPs differ (new: {} old: {}) - rejecting user {}",
+                cred.client_ip,
+                record.client_ip,
+                shown(cred.user)
+            );
+            return Ok(Access::denied());
+        }
+        Err(StateError::Unavailable(e)) => return unavailable(e),
+        Err(StateError::Failed(e)) => {
+            log::error!("cookie of user {}: {e}", shown(cred.user));
+            audit_cookie(cred, false);
+            return Ok(Access::denied());
+        }
     };
-    if g.verify_ip && record.client_ip != cred.client_ip {
-        // Refused, but the rightful owner's cookie stays valid.
-        audit_cookie(cred, false);
-        log::debug!(
-            "IPs differ (new: {} old: {}) - rejecting user {}",
-            cred.client_ip,
-            record.client_ip,
-            cred.user
-        );
-        return Access::denied();
-    }
-    store.remove(cred.user, cred.cookie);
     if now() - record.issued > g.auth_timeout as f64 {
         audit_cookie(cred, false);
         log::debug!("too much time elapsed since the original authentication - rejecting user");
-        return Access::denied();
+        return Ok(Access::denied());
     }
+    // A static cookie is the client's to keep, shown or not; a new one is
+    // kept only when the client sees it.
     let next = if g.use_static_cookie {
-        cred.cookie.to_owned()
+        Some(cred.cookie.to_owned())
+    } else if cred.next_cookie_shown {
+        Some(crate::core::cookies::new_cookie())
     } else {
-        crate::core::cookies::new_cookie()
+        None
     };
-    let kept = CookieRecord {
-        client_ip: cred.client_ip.to_owned(),
-        issued: record.issued,
-    };
-    if let Err(e) = store.write(cred.user, &next, &kept) {
-        log::error!("cannot store a cookie for user {}: {e}", cred.user);
-        audit_cookie(cred, false);
-        return Access::denied();
+    if let Some(next) = &next {
+        let kept = CookieRecord {
+            client_ip: cred.client_ip.to_owned(),
+            issued: record.issued,
+        };
+        match store.put_cookie(cred.user, next, &kept, limits).await {
+            Ok(()) => {}
+            Err(StateError::Unavailable(e)) => return unavailable(e),
+            Err(StateError::Failed(e)) => {
+                log::error!("cannot store a cookie for user {}: {e}", shown(cred.user));
+                audit_cookie(cred, false);
+                return Ok(Access::denied());
+            }
+        }
     }
     audit_cookie(cred, true);
-    Access {
+    Ok(Access {
         granted: true,
-        next_cookie: Some(next),
-    }
+        next_cookie: next,
+    })
 }
 
 /// Audits a decision made on a cookie alone (never the cookie's value).

@@ -29,6 +29,8 @@ pub struct Broker {
     pub raw_base_auth_mech: Option<String>,
     /// Non-fatal problems found while loading.
     pub warnings: Vec<String>,
+    /// Cookies and pending key removals (`[global] state-store`).
+    pub state: crate::core::state::Store,
 }
 
 impl Broker {
@@ -48,6 +50,12 @@ impl Broker {
         let ini = Ini::load(&profiles_path)?;
         let profiles = ProfileSet::from_ini(&ini, global.default_session_autologin);
         let static_cookie = read_static_cookie(&global)?;
+        let state = crate::core::state::Store::open(
+            &global.state_store,
+            &global.cookie_directory,
+            &global.key_removal_directory,
+        )
+        .map_err(ConfigError)?;
         let mut warnings = profiles.warnings.clone();
         for (name, cfg) in [("inifile", &inifile), ("zeroconf", &zeroconf)] {
             let mech = Backend::auth_mech_name(cfg, &global);
@@ -76,6 +84,7 @@ impl Broker {
             static_cookie,
             raw_base_auth_mech: file.raw("broker_base", "auth-mech").map(str::to_owned),
             warnings,
+            state,
         })
     }
 

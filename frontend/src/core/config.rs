@@ -139,6 +139,14 @@ const BUILTINS: &[(&str, &str, Builtin)] = {
             "key-removal-directory",
             Str("/var/lib/x2gobroker/key-removals"),
         ),
+        // Ours: where cookies and key removals are kept: `files` (the two
+        // directories) or a Redis URL shared by several brokers.
+        ("global", "state-store", Str("files")),
+        ("global", "state-store-key-prefix", Str("x2gobroker:")),
+        ("global", "state-store-password-file", Str("")),
+        ("global", "state-store-tls-ca-file", Str("")),
+        // Ours: a user's oldest cookies are removed beyond this many.
+        ("global", "max-cookies-per-user", Int(32)),
         ("global", "verify-ip", Bool(true)),
         ("global", "pre_auth_scripts", List(&[])),
         ("global", "post_auth_scripts", List(&[])),
@@ -343,6 +351,8 @@ pub struct GlobalConfig {
     pub auth_timeout: i64,
     pub cookie_directory: PathBuf,
     pub key_removal_directory: PathBuf,
+    pub state_store: crate::core::state::StoreConfig,
+    pub max_cookies_per_user: usize,
     pub verify_ip: bool,
     pub pre_auth_scripts: Vec<String>,
     pub post_auth_scripts: Vec<String>,
@@ -382,6 +392,22 @@ impl GlobalConfig {
             auth_timeout: c.get_int(G, "auth-timeout")?,
             cookie_directory: PathBuf::from(s("cookie-directory")),
             key_removal_directory: PathBuf::from(s("key-removal-directory")),
+            state_store: crate::core::state::StoreConfig {
+                url: s("state-store").trim().to_owned(),
+                key_prefix: s("state-store-key-prefix"),
+                password_file: Some(PathBuf::from(s("state-store-password-file")))
+                    .filter(|p| !p.as_os_str().is_empty()),
+                tls_ca_file: Some(PathBuf::from(s("state-store-tls-ca-file")))
+                    .filter(|p| !p.as_os_str().is_empty()),
+            },
+            max_cookies_per_user: {
+                let n = c.get_int(G, "max-cookies-per-user")?;
+                usize::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError(format!(
+                        "[global] max-cookies-per-user = {n}: expected a positive number"
+                    ))
+                })?
+            },
             verify_ip: c.get_bool(G, "verify-ip")?,
             pre_auth_scripts: nonempty(c.get_list(G, "pre_auth_scripts")),
             post_auth_scripts: nonempty(c.get_list(G, "post_auth_scripts")),

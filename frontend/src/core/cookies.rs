@@ -112,6 +112,40 @@ impl CookieStore {
         }
     }
 
+    /// Consumes the cookie: renames its file to a name of this caller's
+    /// own, then removes it. True for the one caller whose rename
+    /// succeeded; every other caller finds the file gone.
+    pub fn take(&self, user: &str, cookie: &str) -> bool {
+        let Some(path) = self.path(user, cookie) else {
+            return false;
+        };
+        let taken = self.dir.join(format!(".taken.{}", new_cookie()));
+        if fs::rename(&path, &taken).is_err() {
+            return false;
+        }
+        let _ = fs::remove_file(&taken);
+        true
+    }
+
+    /// The cookies of `user` with their records.
+    pub fn of_user(&self, user: &str) -> Vec<(String, CookieRecord)> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let (owner, cookie) = name.rsplit_once('_')?;
+                if owner != user {
+                    return None;
+                }
+                let record = self.read(user, cookie)?;
+                Some((cookie.to_owned(), record))
+            })
+            .collect()
+    }
+
     /// Removes cookies older than `timeout` seconds; returns how many.
     pub fn remove_expired(&self, timeout: i64) -> usize {
         let Ok(entries) = fs::read_dir(&self.dir) else {

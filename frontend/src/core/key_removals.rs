@@ -17,6 +17,7 @@ use crate::core::agent::quote;
 use crate::core::agent::remote::HostKeyPolicy;
 use crate::core::agent::{Agent, LocalAgent, RemoteAgent};
 use crate::core::broker::Shared;
+use crate::core::state::ClaimId;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -102,7 +103,7 @@ fn host_name_ok(value: &str) -> bool {
 }
 
 impl Removal {
-    fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut out = format!("due {}\nattempts {}\n", self.due, self.attempts);
         match &self.agent {
             AgentAddress::Local { command } => out.push_str(&format!("agent local\ncommand {command}\n")),
@@ -123,7 +124,7 @@ impl Removal {
         out
     }
 
-    fn from_text(text: &str) -> Option<Removal> {
+    pub(crate) fn from_text(text: &str) -> Option<Removal> {
         let get = |key: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix(' ')))
@@ -297,12 +298,17 @@ impl RemovalStore {
         }
     }
 
-    /// How many removals are pending (for status and tests).
+    /// How many removals are pending, claimed ones included (for status
+    /// and tests).
     pub fn pending(&self) -> usize {
         std::fs::read_dir(&self.dir)
             .map(|e| {
                 e.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(SUFFIX))
+                    .filter(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        name.ends_with(SUFFIX) || name.ends_with(&format!("{SUFFIX}{CLAIMED}"))
+                    })
                     .count()
             })
             .unwrap_or(0)
@@ -355,10 +361,17 @@ pub const RUNNER_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// Makes sure someone carries out the store's removals: the daemon's own
 /// loop, else a detached runner (this program with [`RUNNER_FLAG`]), at
 /// most one per store (it holds a lock), which ends when nothing is left.
-pub fn ensure_runner(store: &RemovalStore, env: &crate::core::config::Environment) {
+pub fn ensure_runner(store: &crate::core::state::Store, env: &crate::core::config::Environment) {
     if LOOP_RUNS.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
+    // A shared store's removals are carried out by the daemons (any of them).
+    let crate::core::state::Store::Files(files) = store else {
+        return;
+    };
+    let Ok(store) = files.removals() else {
+        return;
+    };
     let spawned = std::env::current_exe().and_then(|exe| {
         use std::os::unix::process::CommandExt;
         std::process::Command::new(exe)
@@ -437,27 +450,58 @@ async fn carry_out(
     }
 }
 
-/// The daemon's loop: performs due removals, each in its own task so a
-/// hung server delays no other removal.
+/// The same for a removal claimed from the configured store.
+async fn carry_out_claimed(
+    store: &crate::core::state::Store,
+    claim: ClaimId,
+    mut removal: Removal,
+    agent_cmd: &str,
+    agent_user: &str,
+) {
+    let result = if perform(&removal, agent_cmd, agent_user).await {
+        store.finish_removal(&claim).await
+    } else if removal.attempts + 1 >= MAX_ATTEMPTS {
+        log::error!(
+            "giving up removing an auto-login key of {} after {MAX_ATTEMPTS} attempts",
+            removal.user
+        );
+        store.finish_removal(&claim).await
+    } else {
+        removal.attempts += 1;
+        removal.due = now() + RETRY_AFTER.as_secs();
+        store.retry_removal(&claim, &removal).await
+    };
+    // The claim's lease ends and another runner tries again.
+    if let Err(e) = result {
+        log::error!("key removal of {}: {e}", removal.user);
+    }
+}
+
+/// The daemon's loop: claims due removals from the configured store and
+/// performs each in its own task, so a hung server delays no other removal.
 pub async fn run(shared: Shared) {
     LOOP_RUNS.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut released = None::<PathBuf>;
+    let mut released = None::<String>;
     loop {
         let broker = shared.current();
-        let dir = broker.global.key_removal_directory.clone();
-        if let Ok(store) = RemovalStore::open(&dir) {
-            if released.as_deref() != Some(dir.as_path()) {
-                store.release_stale_claims();
-                released = Some(dir.clone());
+        let store = broker.state.clone();
+        let described = store.describe();
+        if released.as_deref() != Some(described.as_str()) {
+            store.release_stale_claims();
+            released = Some(described);
+        }
+        match store.claim_due_removals(now()).await {
+            Ok(due) => {
+                for (claim, removal) in due {
+                    let (store, cmd, user) = (
+                        store.clone(),
+                        broker.env.agent_cmd.clone(),
+                        broker.env.agent_user.clone(),
+                    );
+                    tokio::spawn(async move { carry_out_claimed(&store, claim, removal, &cmd, &user).await });
+                }
             }
-            for (claimed, removal) in store.claim_due(now()) {
-                let (store, cmd, user) = (
-                    store.clone(),
-                    broker.env.agent_cmd.clone(),
-                    broker.env.agent_user.clone(),
-                );
-                tokio::spawn(async move { carry_out(&store, claimed, removal, &cmd, &user).await });
-            }
+            Err(e) => log::debug!("key removals: {e}"),
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
@@ -541,7 +585,7 @@ mod tests {
         assert_eq!(store.claim_due(150).len(), 1);
         let (claimed, r) = store.claim_due(300).pop().unwrap();
         store.retry(&claimed, r);
-        assert_eq!(store.pending(), 1, "the retried one; the other is still claimed");
+        assert_eq!(store.pending(), 2, "the retried one and the other, still claimed");
         assert!(dir
             .path()
             .join("r/00000000000000000050-x.removal.invalid")

@@ -25,5 +25,6 @@ pub mod profiles;
 pub mod scripts;
 pub mod select;
 pub mod setpass;
+pub mod state;
 pub mod stats;
 pub mod tasks;

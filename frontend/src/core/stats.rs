@@ -97,6 +97,7 @@ impl DaemonStats {
             auth_throttled: self.auth_throttled.load(Ordering::Relaxed),
             config_generation: self.config_generation.load(Ordering::Relaxed),
             last_reload_error,
+            ..Default::default()
         }
     }
 }

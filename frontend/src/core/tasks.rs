@@ -2,7 +2,7 @@
 //! may see, select a server for one — shared by both front doors
 //! ([`crate::web`] and [`crate::ssh`]); they differ only in how they print.
 
-use crate::core::access::{check_access, Access, Credentials};
+use crate::core::access::{check_access, shows_next_cookie, Access, Credentials, StoreUnavailable};
 use crate::core::agent::remote::{self, HostKeyPolicy};
 use crate::core::agent::{self, Agent, LocalAgent, RemoteAgent, SessionLine};
 use crate::core::audit::shown;
@@ -78,7 +78,7 @@ pub async fn check_access_with_scripts(
     fields: &mut Fields,
     client: IpAddr,
     password: &str,
-) -> Result<Access, scripts::Refused> {
+) -> Result<Access, AccessUndecided> {
     let g = &broker.global;
     fields.apply(scripts::run_stage(g, Stage::PreAuth, &fields.script_input(client, None, None)).await?);
     let client_ip = client.to_string();
@@ -87,11 +87,32 @@ pub async fn check_access_with_scripts(
         password,
         client_ip: &client_ip,
         cookie: &fields.authid,
+        next_cookie_shown: shows_next_cookie(&fields.task),
     };
-    let access = check_access(broker, backend, &credentials).await;
+    let access = check_access(broker, backend, &credentials).await?;
     let input = fields.script_input(client, Some(access.granted), None);
     fields.apply(scripts::run_stage(g, Stage::PostAuth, &input).await?);
     Ok(access)
+}
+
+/// Why a request's access could not be granted or refused normally.
+pub enum AccessUndecided {
+    /// A session script refused it (HTTP 401, SSH mode a message).
+    Script(scripts::Refused),
+    /// The state store is down (HTTP 503, SSH mode a message).
+    Store(StoreUnavailable),
+}
+
+impl From<scripts::Refused> for AccessUndecided {
+    fn from(e: scripts::Refused) -> Self {
+        AccessUndecided::Script(e)
+    }
+}
+
+impl From<StoreUnavailable> for AccessUndecided {
+    fn from(e: StoreUnavailable) -> Self {
+        AccessUndecided::Store(e)
+    }
 }
 
 /// A task could not be carried out (answered with 500, as the original).
@@ -398,13 +419,7 @@ impl TaskContext<'_> {
         // Each removal is on disk before its key is deployed: a key is never
         // left behind, whatever the agent answers or however this process
         // ends.
-        let store = match key_removals::RemovalStore::open(&self.broker.global.key_removal_directory) {
-            Ok(store) => store,
-            Err(e) => {
-                log::error!("auto-login: no key is deployed: {e}");
-                return Err(TaskFailed);
-            }
-        };
+        let store = &self.broker.state;
         let due = key_removals::now() + autologin::KEY_LIFETIME.as_secs();
         for (agent, keys_file) in agents {
             let removal = key_removals::Removal {
@@ -415,11 +430,11 @@ impl TaskContext<'_> {
                 keys_file: keys_file.clone(),
                 line: line.clone(),
             };
-            if let Err(e) = store.save(&removal) {
+            if let Err(e) = store.schedule_removal(&removal).await {
                 log::error!("auto-login: cannot keep the key's removal, no key is deployed: {e}");
                 return Err(TaskFailed);
             }
-            key_removals::ensure_runner(&store, &self.broker.env);
+            key_removals::ensure_runner(store, &self.broker.env);
             match agent.add_authorized_key(login, &line, keys_file).await {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {

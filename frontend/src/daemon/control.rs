@@ -75,7 +75,7 @@ pub fn bind(path: &Path) -> Result<ControlSocket, String> {
 }
 
 /// Answers control requests until the task is aborted.
-pub async fn serve(socket: ControlSocket, admin_group: String) {
+pub async fn serve(socket: ControlSocket, admin_group: String, shared: crate::core::broker::Shared) {
     let listener = match socket
         .listener
         .try_clone()
@@ -103,14 +103,15 @@ pub async fn serve(socket: ControlSocket, admin_group: String) {
             continue;
         };
         let group = admin_group.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, answer(stream, &group)).await;
+            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, answer(stream, &group, &shared)).await;
         });
     }
 }
 
-async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str) {
+async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str, shared: &crate::core::broker::Shared) {
     let Ok(peer) = x2gobroker_sys::peer::PeerCredentials::of(&stream) else {
         return;
     };
@@ -119,7 +120,15 @@ async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str) {
     let response = match read_message::<ControlRequest, _>(&mut stream).await {
         Ok(ControlRequest::Status) if allowed => {
             log::info!(target: crate::core::audit::AUDIT_TARGET, "control status uid={uid} outcome=granted");
-            ControlResponse::Status(crate::core::stats::STATS.snapshot())
+            let mut status = crate::core::stats::STATS.snapshot();
+            let store = shared.current().state.clone();
+            status.state_store = store.describe();
+            status.state_store_health = match store.health().await {
+                Ok(()) => "ok".into(),
+                Err(e) => e.to_string(),
+            };
+            status.pending_key_removals = store.pending_removals().await.ok().map(|n| n as u64);
+            ControlResponse::Status(status)
         }
         Ok(ControlRequest::Status) => {
             let name = User::from_uid(Uid::from_raw(uid))

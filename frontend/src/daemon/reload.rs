@@ -4,7 +4,6 @@
 
 use crate::core::broker::{Broker, Shared};
 use crate::core::config::Environment;
-use crate::core::cookies::CookieStore;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -94,15 +93,11 @@ pub async fn watch(shared: Shared, env: Environment) {
         if last_sweep.elapsed() >= COOKIE_SWEEP_INTERVAL {
             last_sweep = std::time::Instant::now();
             let broker = shared.current();
-            let store = CookieStore::new(&broker.global.cookie_directory);
-            let timeout = broker.global.auth_timeout;
-            let _ = tokio::task::spawn_blocking(move || {
-                let n = store.remove_expired(timeout);
+            if let Ok(n) = broker.state.sweep_cookies(broker.global.auth_timeout).await {
                 if n > 0 {
                     log::info!("removed {n} expired cookies");
                 }
-            })
-            .await;
+            }
         }
     }
 }

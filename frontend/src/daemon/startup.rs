@@ -409,6 +409,7 @@ async fn serve(env: Environment, broker: Broker, sockets: Sockets) -> ExitCode {
         tokio::spawn(crate::daemon::control::serve(
             c,
             crate::daemon::control::admin_group(),
+            shared.clone(),
         ))
     });
     let watcher = tokio::spawn(crate::daemon::reload::watch(shared.clone(), env));

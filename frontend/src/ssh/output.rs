@@ -6,7 +6,7 @@ use crate::core::backend::Backend;
 use crate::core::broker::Broker;
 use crate::core::scripts;
 use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
-use crate::core::tasks::{check_access_with_scripts, Fields, ProfileList, TaskContext};
+use crate::core::tasks::{check_access_with_scripts, AccessUndecided, Fields, ProfileList, TaskContext};
 use std::net::IpAddr;
 use x2gobroker_protocol::Password;
 
@@ -64,7 +64,12 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
     };
     let access = check_access_with_scripts(broker, task.backend, &mut fields, task.client, "SSH")
         .await
-        .map_err(|scripts::Refused(why)| TaskError(format!("refused by a session script ({why})")))?;
+        .map_err(|e| match e {
+            AccessUndecided::Script(scripts::Refused(why)) => {
+                TaskError(format!("refused by a session script ({why})"))
+            }
+            AccessUndecided::Store(e) => TaskError(format!("{}; try again later", e.0)),
+        })?;
     if !access.granted {
         log::error!("cookie authentication failed");
         return Ok(String::new());

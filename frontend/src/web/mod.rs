@@ -12,7 +12,7 @@ mod tests;
 use crate::core::backend::Backend;
 use crate::core::broker::Shared;
 use crate::core::scripts;
-use crate::core::tasks::{check_access_with_scripts, Fields, TaskContext};
+use crate::core::tasks::{check_access_with_scripts, AccessUndecided, Fields, TaskContext};
 use bytes::{Buf, Bytes};
 use form::{Form, FormError};
 use std::net::SocketAddr;
@@ -207,10 +207,12 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
     let access = match check_access_with_scripts(&broker, backend, &mut fields, ip, &password).await {
         Ok(access) if access.granted => access,
         Ok(_) => return Reply::error(401),
-        Err(scripts::Refused(why)) => {
+        Err(AccessUndecided::Script(scripts::Refused(why))) => {
             log::warn!("request refused: {why}");
             return Reply::error(401);
         }
+        // The state store is down: nothing was decided, try again later.
+        Err(AccessUndecided::Store(_)) => return Reply::error(503),
     };
     let ctx = TaskContext {
         broker: &broker,

@@ -205,17 +205,21 @@ async fn password_then_cookie_chain() {
     assert!(!file.exists());
     let (_, _, body) = post(&f, "/plain/", &format!("user=alice&authid={c1}&task=x"), HERE).await;
     assert!(body.is_empty() || !body.contains("Access granted"));
-    // testcon's cookie was never shown; find it on disk.
-    let c2 = std::fs::read_dir(f.dir.path().join("cookies"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("alice_"))
-                .map(str::to_owned)
-        })
-        .expect("a cookie on disk");
+    // testcon's answer shows no cookie, so none is kept (the original
+    // stores one nobody ever sees): the directory is empty.
+    assert_eq!(
+        std::fs::read_dir(f.dir.path().join("cookies")).unwrap().count(),
+        0
+    );
+    // testcon with a password keeps none either.
+    let (status, _, body) = post(&f, "/plain/", "user=alice&password=x&task=testcon", HERE).await;
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    assert_eq!(
+        std::fs::read_dir(f.dir.path().join("cookies")).unwrap().count(),
+        0
+    );
+    let (_, _, body) = post(&f, "/plain/", "user=alice&password=x&task=listsessions", HERE).await;
+    let c2 = authid(&body);
     // Another user cannot use it; a path in the user name is refused.
     assert_eq!(
         post(&f, "/plain/", &format!("user=bob&authid={c2}&task=x"), HERE)
