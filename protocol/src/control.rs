@@ -34,6 +34,8 @@ pub struct DaemonStatus {
     pub config_generation: u64,
     /// The error of the last failed reload, if any reload ever failed.
     pub last_reload_error: Option<String>,
+    /// Every counter as OpenMetrics text: what the metrics endpoint serves.
+    pub metrics: String,
 }
 
 #[cfg(test)]
@@ -56,6 +58,7 @@ mod tests {
             auth_throttled: 0,
             config_generation: 4,
             last_reload_error: Some("x2gobroker.conf: line 3: bad".into()),
+            metrics: "x2gobroker_uptime_seconds 7\n# EOF\n".into(),
         });
         let frame = encode(&status).unwrap();
         assert_eq!(decode::<ControlResponse>(&frame).unwrap(), status);

@@ -83,11 +83,13 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
             None => false,
         };
         if !ok {
-            log::warn!(
-                "authentication failed for user {} at ip {}",
-                shown(cred.user),
-                cred.client_ip
-            );
+            crate::core::log_limit::log("authentication failed", module_path!(), log::Level::Warn, || {
+                format!(
+                    "authentication failed for user {} at ip {}",
+                    shown(cred.user),
+                    cred.client_ip
+                )
+            });
             return Access::denied();
         }
         // Info, not the original's warning: a granted login is routine
@@ -137,7 +139,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
             "IPs differ (new: {} old: {}) - rejecting user {}",
             cred.client_ip,
             record.client_ip,
-            cred.user
+            shown(cred.user)
         );
         return Access::denied();
     }
@@ -157,7 +159,7 @@ pub async fn check_access(broker: &Broker, backend: Backend, cred: &Credentials<
         issued: record.issued,
     };
     if let Err(e) = store.write(cred.user, &next, &kept) {
-        log::error!("cannot store a cookie for user {}: {e}", cred.user);
+        log::error!("cannot store a cookie for user {}: {e}", shown(cred.user));
         audit_cookie(cred, false);
         return Access::denied();
     }
