@@ -2,10 +2,14 @@
 //! calls in flight, at most `per_client` of them for one client address;
 //! the rest wait in one queue per address and are served round robin
 //! between addresses, so one address's storm cannot hold every slot nor
-//! push others' logins to the back. Addresses whose last attempt failed
-//! wait behind addresses without recent failures (still served whenever no
-//! such address waits). A waiting call that is abandoned (request deadline,
-//! client gone) leaves the queue, or gives back a slot already handed to it.
+//! push others' logins to the back. Addresses are served in three classes:
+//! those whose last attempt succeeded (within a day) first, then unknown
+//! ones, then those whose last attempt failed; a quarter of the slots (at
+//! least one) is kept for the first class, so a returning client's login
+//! does not wait behind a storm of wrong passwords from other addresses,
+//! however many addresses the storm uses. A waiting call that is abandoned
+//! (request deadline, client gone) leaves the queue, or gives back a slot
+//! already handed to it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -15,12 +19,22 @@ use tokio::sync::oneshot;
 
 /// How long an address counts as failing after a refused attempt.
 const FAILING_FOR: Duration = Duration::from_secs(600);
-/// Addresses remembered as failing; the oldest is forgotten beyond this.
-const FAILING_MAX: usize = 4096;
+/// How long an address counts as known good after a granted attempt.
+const TRUSTED_FOR: Duration = Duration::from_secs(24 * 3600);
+/// Addresses remembered; the oldest is forgotten beyond this.
+const HISTORY_MAX: usize = 8192;
+
+/// Serving order of an address's calls (lower first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Trusted,
+    Unknown,
+    Failing,
+}
 
 struct Waiter {
     id: u64,
-    granted: oneshot::Sender<()>,
+    granted: oneshot::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -30,7 +44,10 @@ struct State {
     queues: HashMap<String, VecDeque<Waiter>>,
     /// Addresses with waiters, in round-robin order.
     turn: VecDeque<String>,
-    failing: HashMap<String, Instant>,
+    /// Slots held by addresses not in the trusted class.
+    untrusted_in_flight: usize,
+    /// Per address: when its last attempt ended and whether it failed.
+    history: HashMap<String, (Instant, bool)>,
     next_id: u64,
 }
 
@@ -44,11 +61,12 @@ pub struct AuthGate {
 pub struct Slot {
     gate: Arc<AuthGate>,
     client: String,
+    trusted: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.gate.release(&self.client);
+        self.gate.release(&self.client, self.trusted);
     }
 }
 
@@ -68,26 +86,39 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Slots kept for addresses whose last attempt succeeded.
+fn reserved(slots: usize) -> usize {
+    (slots / 4).max(1).min(slots.saturating_sub(1))
+}
+
 impl State {
-    fn is_failing(&self, client: &str) -> bool {
-        self.failing
-            .get(client)
-            .is_some_and(|t| t.elapsed() < FAILING_FOR)
+    fn class(&self, client: &str) -> Class {
+        match self.history.get(client) {
+            Some((at, false)) if at.elapsed() < TRUSTED_FOR => Class::Trusted,
+            Some((at, true)) if at.elapsed() < FAILING_FOR => Class::Failing,
+            _ => Class::Unknown,
+        }
     }
 
-    /// Hands free slots to waiters: round robin over addresses with room,
-    /// addresses without recent failures first.
+    /// Hands free slots to waiters: the best class first, round robin
+    /// between the addresses of a class that have room.
     fn dispatch(&mut self, slots: usize, per_client: usize) {
+        let untrusted_max = slots - reserved(slots);
         while self.in_flight < slots {
-            let eligible = |s: &State, i: usize, clean_only: bool| {
-                let client = &s.turn[i];
-                s.per_client.get(client).copied().unwrap_or(0) < per_client
-                    && !(clean_only && s.is_failing(client))
-            };
-            let pick = (0..self.turn.len())
-                .find(|&i| eligible(self, i, true))
-                .or_else(|| (0..self.turn.len()).find(|&i| eligible(self, i, false)));
-            let Some(i) = pick else {
+            let mut pick: Option<(Class, usize)> = None;
+            for (i, client) in self.turn.iter().enumerate() {
+                if self.per_client.get(client).copied().unwrap_or(0) >= per_client {
+                    continue;
+                }
+                let class = self.class(client);
+                if class != Class::Trusted && self.untrusted_in_flight >= untrusted_max {
+                    continue;
+                }
+                if pick.map_or(true, |(best, _)| class < best) {
+                    pick = Some((class, i));
+                }
+            }
+            let Some((class, i)) = pick else {
                 return;
             };
             let Some(client) = self.turn.remove(i) else {
@@ -105,10 +136,31 @@ impl State {
             }
             // A waiter whose receiver is gone gave up: the slot stays free.
             if let Some(waiter) = waiter {
-                if waiter.granted.send(()).is_ok() {
-                    self.in_flight += 1;
-                    *self.per_client.entry(client).or_insert(0) += 1;
+                let trusted = class == Class::Trusted;
+                if waiter.granted.send(trusted).is_ok() {
+                    self.take(&client, trusted);
                 }
+            }
+        }
+    }
+
+    fn take(&mut self, client: &str, trusted: bool) {
+        self.in_flight += 1;
+        if !trusted {
+            self.untrusted_in_flight += 1;
+        }
+        *self.per_client.entry(client.to_owned()).or_insert(0) += 1;
+    }
+
+    fn give_back(&mut self, client: &str, trusted: bool) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if !trusted {
+            self.untrusted_in_flight = self.untrusted_in_flight.saturating_sub(1);
+        }
+        if let Some(n) = self.per_client.get_mut(client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_client.remove(client);
             }
         }
     }
@@ -130,7 +182,7 @@ struct Waiting {
     gate: Arc<AuthGate>,
     client: String,
     id: u64,
-    granted: oneshot::Receiver<()>,
+    granted: oneshot::Receiver<bool>,
     done: bool,
 }
 
@@ -143,8 +195,8 @@ impl Drop for Waiting {
             .helper
             .queued
             .fetch_sub(1, Ordering::Relaxed);
-        if self.granted.try_recv().is_ok() {
-            self.gate.release(&self.client);
+        if let Ok(trusted) = self.granted.try_recv() {
+            self.gate.release(&self.client, trusted);
         } else {
             lock(&self.gate.state).remove_waiter(&self.client, self.id);
         }
@@ -197,53 +249,49 @@ impl AuthGate {
             .helper
             .queued
             .fetch_sub(1, Ordering::Relaxed);
-        if granted.is_err() {
-            // Cannot happen while the waiter is queued; serve rather than hang.
-            log::error!("auth gate: a waiter lost its place; calling the helper unbounded");
-            let mut state = lock(&self.state);
-            state.in_flight += 1;
-            *state.per_client.entry(client.to_owned()).or_insert(0) += 1;
-        }
+        let trusted = match granted {
+            Ok(trusted) => trusted,
+            Err(_) => {
+                // Cannot happen while the waiter is queued; serve rather than hang.
+                log::error!("auth gate: a waiter lost its place; calling the helper unbounded");
+                lock(&self.state).take(client, false);
+                false
+            }
+        };
         Slot {
             gate: self.clone(),
             client: client.to_owned(),
+            trusted,
         }
     }
 
-    fn release(&self, client: &str) {
+    fn release(&self, client: &str, trusted: bool) {
         let mut state = lock(&self.state);
-        state.in_flight = state.in_flight.saturating_sub(1);
-        if let Some(n) = state.per_client.get_mut(client) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                state.per_client.remove(client);
-            }
-        }
+        state.give_back(client, trusted);
         state.dispatch(self.slots, self.per_client);
     }
 
-    /// Records the outcome of an address's attempt: a failure moves it
-    /// behind addresses without failures; a success clears that.
+    /// Records the outcome of an address's attempt (its class for the
+    /// next ones).
     pub fn record(&self, client: &str, failed: bool) {
         let mut state = lock(&self.state);
-        if !failed {
-            state.failing.remove(client);
-            return;
-        }
-        if state.failing.len() >= FAILING_MAX && !state.failing.contains_key(client) {
-            state.failing.retain(|_, t| t.elapsed() < FAILING_FOR);
-            if state.failing.len() >= FAILING_MAX {
-                if let Some(oldest) = state
-                    .failing
+        if state.history.len() >= HISTORY_MAX && !state.history.contains_key(client) {
+            let keep = |&(at, failed): &(Instant, bool)| {
+                at.elapsed() < if failed { FAILING_FOR } else { TRUSTED_FOR }
+            };
+            state.history.retain(|_, entry| keep(entry));
+            if state.history.len() >= HISTORY_MAX {
+                let oldest = state
+                    .history
                     .iter()
-                    .min_by_key(|(_, t)| **t)
-                    .map(|(c, _)| c.clone())
-                {
-                    state.failing.remove(&oldest);
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(c, _)| c.clone());
+                if let Some(oldest) = oldest {
+                    state.history.remove(&oldest);
                 }
             }
         }
-        state.failing.insert(client.to_owned(), Instant::now());
+        state.history.insert(client.to_owned(), (Instant::now(), failed));
     }
 
     pub fn in_flight(&self) -> usize {
@@ -256,39 +304,45 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn bounded_round_robin_and_failing_addresses_last() {
-        let gate = AuthGate::new(2, 1);
+    async fn bounded_round_robin_and_classes() {
+        let gate = AuthGate::new(3, 1);
+        // With 3 slots, one is kept for addresses that succeeded before.
+        gate.record("good", false);
+        gate.record("bad", true);
         let a1 = gate.acquire("a").await;
-        // Per address 1: a's second call waits although a slot is free.
+        // Per address 1: a's second call waits although slots are free.
         let a2 = tokio::spawn({
             let gate = gate.clone();
             async move { gate.acquire("a").await }
         });
         let b1 = gate.acquire("b").await;
         assert_eq!(gate.in_flight(), 2);
-        // c failed before; d did not: d is served first.
-        gate.record("c", true);
+        // The third slot is the reserved one: "c" (unknown) must wait ...
         let c = tokio::spawn({
             let gate = gate.clone();
             async move { gate.acquire("c").await }
         });
-        tokio::task::yield_now().await;
-        let d = tokio::spawn({
+        let bad = tokio::spawn({
             let gate = gate.clone();
-            async move { gate.acquire("d").await }
+            async move { gate.acquire("bad").await }
         });
         tokio::task::yield_now().await;
+        assert_eq!(gate.in_flight(), 2);
+        // ... a returning client gets it at once.
+        let good = gate.acquire("good").await;
+        assert_eq!(gate.in_flight(), 3);
         drop(b1);
-        let d = d.await.unwrap();
-        assert!(!c.is_finished());
-        drop(a1);
-        // a's waiter (queued first) and c compete for one slot: round robin
-        // with failing addresses last gives it to a.
-        let a2 = a2.await.unwrap();
-        assert!(!c.is_finished());
-        drop(d);
+        // Waiting: a (its address at its limit while a1 runs), c (unknown),
+        // bad (failing): c.
         let c = c.await.unwrap();
-        drop((a2, c));
+        assert!(!a2.is_finished() && !bad.is_finished());
+        drop(a1);
+        // a (unknown) before bad (failing).
+        let a2 = a2.await.unwrap();
+        assert!(!bad.is_finished());
+        drop(a2);
+        let bad = bad.await.unwrap();
+        drop((c, bad, good));
         assert_eq!(gate.in_flight(), 0);
     }
 
