@@ -49,8 +49,9 @@ impl Broker {
         fs::write(
             &config,
             format!(
-                "[global]\ncookie-directory = {}\n{global}",
-                dir.path("cookies").display()
+                "[global]\ncookie-directory = {}\nkey-removal-directory = {}\n{global}",
+                dir.path("cookies").display(),
+                dir.path("key-removals").display()
             ),
         )
         .expect("write config");
@@ -354,7 +355,7 @@ sys.stdin.read()
     let mut dave = Command::new("setpriv")
         .arg(format!("--reuid={}", DAVE.0))
         .arg(format!("--regid={}", DAVE.0))
-        .args(["--init-groups", "--", "python3", "-c", holder])
+        .args(["--init-groups", "--", "/usr/bin/python3", "-c", holder])
         .arg(&broker.control)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
