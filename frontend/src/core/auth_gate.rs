@@ -114,7 +114,7 @@ impl State {
                 if class != Class::Trusted && self.untrusted_in_flight >= untrusted_max {
                     continue;
                 }
-                if pick.map_or(true, |(best, _)| class < best) {
+                if pick.is_none_or(|(best, _)| class < best) {
                     pick = Some((class, i));
                 }
             }

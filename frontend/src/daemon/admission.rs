@@ -95,7 +95,7 @@ impl State {
     /// Closes the oldest idle connection (of `ip` only, if given).
     fn evict_oldest_idle(&mut self, ip: Option<IpAddr>) -> bool {
         let victim = self.held.values().find(|h| {
-            ip.map_or(true, |ip| h.ip == ip)
+            ip.is_none_or(|ip| h.ip == ip)
                 && !h.connection.evicted.load(Ordering::Acquire)
                 && !h.connection.is_busy()
         });
