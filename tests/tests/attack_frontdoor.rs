@@ -12,11 +12,12 @@
 //!   `x2gobroker-ctl status` still answers;
 //! * the metrics endpoint, scraped with curl, counts what was done.
 //!
-//! Each attack test fails on the daemon before this change (commit
-//! 259fd73): the login times out (`accept: Too many open files`), answers
-//! 401 (helper connections exhausted), the log grows by three lines per
-//! request and the backend name's CR/LF forges a line, root's status is
-//! dropped while the 8 slots are held, and there is no metrics endpoint.
+//! Each test fails on the daemon before this change: checked by running
+//! this file against binaries built from commit 259fd73 (front end and
+//! protocol checked out, same helper): no answer to the login (out of
+//! descriptors), 401 during the storm, no count of suppressed lines (every
+//! failure logged), root's status reset while the 8 slots are held, no
+//! metrics endpoint.
 
 use socket2::{Domain, Socket, Type};
 use std::fs;
