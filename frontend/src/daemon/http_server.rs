@@ -182,11 +182,9 @@ async fn accept_loop(
     }
 }
 
-/// A plain answer of the front door itself (not the broker's error page:
-/// these are transport errors), closing the connection.
+/// The error page (as the broker's other errors), closing the connection.
 fn transport_error(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Body::from(format!("{status}\n")));
-    *response.status_mut() = status;
+    let mut response = crate::web::error_response(status.as_u16());
     response
         .headers_mut()
         .insert("Connection", warp::http::HeaderValue::from_static("close"));

@@ -81,6 +81,12 @@ impl Reply {
     }
 }
 
+/// The error page for `status` as a response (the daemon's own transport
+/// errors: body too large or too slow, request deadline).
+pub fn error_response(status: u16) -> Response<Body> {
+    Reply::error(status).into_response()
+}
+
 /// An incoming request, transport details removed.
 pub struct Request {
     pub method: Method,
