@@ -41,6 +41,8 @@ pub struct DaemonStatus {
     /// Key removals waiting in the store (claimed ones included); None
     /// when the store could not say.
     pub pending_key_removals: Option<u64>,
+    /// Every counter as OpenMetrics text: what the metrics endpoint serves.
+    pub metrics: String,
 }
 
 #[cfg(test)]
@@ -66,6 +68,7 @@ mod tests {
             state_store: "redis redis://127.0.0.1:6379/0".into(),
             state_store_health: "ok".into(),
             pending_key_removals: Some(2),
+            metrics: "x2gobroker_uptime_seconds 7\n# EOF\n".into(),
         });
         let frame = encode(&status).unwrap();
         assert_eq!(decode::<ControlResponse>(&frame).unwrap(), status);

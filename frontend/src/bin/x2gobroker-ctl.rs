@@ -118,8 +118,11 @@ fn daemon_status(path: &Path) -> Result<DaemonStatus, String> {
     stream
         .set_write_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
-    write_message(&mut stream, &ControlRequest::Status).map_err(|e| e.to_string())?;
-    match read_message::<ControlResponse, _>(&mut stream).map_err(|e| e.to_string())? {
+    // A caller who may not ask is refused before its request is read (and
+    // disconnected): the refusal is then waiting although the write failed.
+    let written = write_message(&mut stream, &ControlRequest::Status).map_err(|e| e.to_string());
+    let read = read_message::<ControlResponse, _>(&mut stream).map_err(|e| e.to_string());
+    match read.or_else(|e| written.and(Err(e)))? {
         ControlResponse::Status(s) => Ok(s),
         ControlResponse::Denied(why) => Err(format!("denied: {why}")),
     }
@@ -175,6 +178,14 @@ fn render_text(
             let _ = writeln!(out, "  state store health: {}", d.state_store_health);
             if let Some(n) = d.pending_key_removals {
                 let _ = writeln!(out, "  pending key removals: {n}");
+            }
+            // The metrics endpoint's numbers (histogram buckets: --json or
+            // the endpoint itself).
+            let _ = writeln!(out, "  metrics:");
+            for line in d.metrics.lines() {
+                if !line.starts_with('#') && !line.contains("_bucket{") {
+                    let _ = writeln!(out, "    {line}");
+                }
             }
         }
         Err(e) => {

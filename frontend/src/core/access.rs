@@ -106,11 +106,13 @@ pub async fn check_access(
             None => false,
         };
         if !ok {
-            log::warn!(
-                "authentication failed for user {} at ip {}",
-                shown(cred.user),
-                cred.client_ip
-            );
+            crate::core::log_limit::log("authentication failed", module_path!(), log::Level::Warn, || {
+                format!(
+                    "authentication failed for user {} at ip {}",
+                    shown(cred.user),
+                    cred.client_ip
+                )
+            });
             return Ok(Access::denied());
         }
         // Info, not the original's warning: a granted login is routine

@@ -58,10 +58,15 @@ pub fn auth_decision(method: &str, user: &str, client: Option<&str>, outcome: Au
         shown(client),
         outcome.as_str()
     );
-    match outcome {
-        AuthOutcome::Granted => log::info!(target: AUDIT_TARGET, "{line}"),
-        _ => log::warn!(target: AUDIT_TARGET, "{line}"),
-    }
+    // Refusals come in storms: those lines are rate-limited per outcome
+    // (with the count of what was left out); every decision is counted.
+    let kind = match outcome {
+        AuthOutcome::Granted => return log::info!(target: AUDIT_TARGET, "{line}"),
+        AuthOutcome::Refused => "auth outcome=refused",
+        AuthOutcome::Throttled => "auth outcome=throttled",
+        AuthOutcome::Unavailable => "auth outcome=unavailable",
+    };
+    crate::core::log_limit::log(kind, AUDIT_TARGET, log::Level::Warn, || line);
 }
 
 #[cfg(test)]

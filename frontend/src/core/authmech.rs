@@ -3,6 +3,7 @@
 
 use crate::core::config::HttpsGetConfig;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use x2gobroker_protocol::client::nonblocking::Client;
 use x2gobroker_protocol::{AuthRequest, Password, Request, Response};
@@ -59,18 +60,62 @@ pub async fn authenticate(mech: AuthMech, user: &str, password: &str, ctx: &Auth
 
 async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::audit::AuthOutcome {
     use crate::core::audit::AuthOutcome;
-    use x2gobroker_protocol::client::ClientError;
-    use x2gobroker_protocol::ErrorKind;
     // As the original: both must be non-empty before PAM is asked.
     if user.is_empty() || password.is_empty() {
         return AuthOutcome::Refused;
     }
+    // A bounded number of calls in flight, fair between client addresses
+    // (crate::core::auth_gate); waiting counts toward the request deadline.
+    let client_key = ctx.client_address.as_deref().unwrap_or("-");
+    let gate = crate::core::auth_gate::gate();
+    let _slot = gate.acquire(client_key).await;
+    let helper = &crate::core::stats::STATS.helper;
+    helper.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = scopeguard(|| {
+        helper.in_flight.fetch_sub(1, Ordering::Relaxed);
+    });
+    helper.calls.fetch_add(1, Ordering::Relaxed);
+    let outcome = pam_call(user, password, ctx).await;
+    gate.record(client_key, outcome != AuthOutcome::Granted);
+    outcome
+}
+
+/// Runs `f` when dropped (also when the request is abandoned mid-call).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+fn scopeguard<F: FnMut()>(f: F) -> OnDrop<F> {
+    OnDrop(f)
+}
+
+async fn pam_call(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::audit::AuthOutcome {
+    use crate::core::audit::AuthOutcome;
+    use x2gobroker_protocol::client::ClientError;
+    use x2gobroker_protocol::ErrorKind;
+    let helper = &crate::core::stats::STATS.helper;
     let mut client = match Client::connect(ctx.authservice_socket, PAM_TIMEOUT).await {
-        Ok(c) => c,
+        Ok(c) => {
+            helper.up.store(1, Ordering::Relaxed);
+            c
+        }
         Err(e) => {
-            log::error!(
-                "pam: cannot reach the auth helper at {}: {e}",
-                ctx.authservice_socket.display()
+            helper.up.store(0, Ordering::Relaxed);
+            helper.unreachable.fetch_add(1, Ordering::Relaxed);
+            crate::core::log_limit::log(
+                "pam: helper unreachable",
+                module_path!(),
+                log::Level::Error,
+                || {
+                    format!(
+                        "pam: cannot reach the auth helper at {}: {e}",
+                        ctx.authservice_socket.display()
+                    )
+                },
             );
             return AuthOutcome::Unavailable;
         }
@@ -88,10 +133,12 @@ async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::
             AuthOutcome::Unavailable
         }
         Err(e) => {
-            log::info!(
-                "pam: authentication of user {} refused: {e}",
-                crate::core::audit::shown(user)
-            );
+            crate::core::log_limit::log("pam: refused", module_path!(), log::Level::Info, || {
+                format!(
+                    "pam: authentication of user {} refused: {e}",
+                    crate::core::audit::shown(user)
+                )
+            });
             match e {
                 ClientError::Refused(r) if matches!(r.kind, ErrorKind::Throttled { .. }) => {
                     AuthOutcome::Throttled

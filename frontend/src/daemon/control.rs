@@ -2,7 +2,10 @@
 //! status`, local only (a Unix socket, never HTTP). Who may ask is decided
 //! from the peer's kernel-verified credentials (SO_PEERCRED): root, or a
 //! member of the admin group (default `adm`). The socket file is 0666 so
-//! that admins can connect at all; the peer check is the guard.
+//! that admins can connect at all; the peer check is the guard, and it comes
+//! first: a caller who may not ask gets its refusal at once and is
+//! disconnected, without taking one of the few connection slots (so no
+//! local user can hold them and lock root out).
 
 use nix::unistd::{Uid, User};
 use std::path::{Path, PathBuf};
@@ -98,27 +101,53 @@ pub async fn serve(socket: ControlSocket, admin_group: String, shared: crate::co
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            // Busy: drop the connection rather than queue it.
+        let Ok(peer) = x2gobroker_sys::peer::PeerCredentials::of(&stream) else {
             continue;
         };
-        let group = admin_group.clone();
+        if !may_query_status(peer.uid, peer.gid, &admin_group) {
+            refuse(&stream, peer.uid, &admin_group);
+            // Dropped: closed now.
+            continue;
+        }
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            // Busy (admins only hold these): drop rather than queue.
+            continue;
+        };
+        let uid = peer.uid;
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, answer(stream, &group, &shared)).await;
+            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, answer(stream, uid, &shared)).await;
         });
     }
 }
 
-async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str, shared: &crate::core::broker::Shared) {
-    let Ok(peer) = x2gobroker_sys::peer::PeerCredentials::of(&stream) else {
-        return;
-    };
-    let (uid, gid) = (peer.uid, peer.gid);
-    let allowed = may_query_status(uid, gid, admin_group);
+/// Tells a caller who may not ask why, without reading its request or
+/// waiting for it: one non-blocking write of a small frame (it fits in an
+/// empty socket buffer), then the connection is closed.
+fn refuse(stream: &tokio::net::UnixStream, uid: u32, admin_group: &str) {
+    crate::core::log_limit::log(
+        "control status outcome=denied",
+        crate::core::audit::AUDIT_TARGET,
+        log::Level::Warn,
+        || format!("control status uid={uid} outcome=denied"),
+    );
+    let name = User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    let response = ControlResponse::Denied(format!(
+        "{name} may not query the daemon (root or group {admin_group} only)"
+    ));
+    if let Ok(frame) = x2gobroker_protocol::frame::encode(&response) {
+        let _ = stream.try_write(&frame);
+    }
+}
+
+async fn answer(mut stream: tokio::net::UnixStream, uid: u32, shared: &crate::core::broker::Shared) {
     let response = match read_message::<ControlRequest, _>(&mut stream).await {
-        Ok(ControlRequest::Status) if allowed => {
+        Ok(ControlRequest::Status) => {
             log::info!(target: crate::core::audit::AUDIT_TARGET, "control status uid={uid} outcome=granted");
             let mut status = crate::core::stats::STATS.snapshot();
             let store = shared.current().state.clone();
@@ -129,17 +158,6 @@ async fn answer(mut stream: tokio::net::UnixStream, admin_group: &str, shared: &
             };
             status.pending_key_removals = store.pending_removals().await.ok().map(|n| n as u64);
             ControlResponse::Status(status)
-        }
-        Ok(ControlRequest::Status) => {
-            let name = User::from_uid(Uid::from_raw(uid))
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| uid.to_string());
-            log::warn!(target: crate::core::audit::AUDIT_TARGET, "control status uid={uid} outcome=denied");
-            ControlResponse::Denied(format!(
-                "{name} may not query the daemon (root or group {admin_group} only)"
-            ))
         }
         Err(e) => ControlResponse::Denied(format!("bad request: {e}")),
     };

@@ -155,6 +155,33 @@ pub fn main(program: &str) -> ExitCode {
     for w in &broker.warnings {
         log::warn!("{w}");
     }
+    let mut limits = match crate::core::config::ConfigFile::load(&env.config_file)
+        .map_err(|e| e.to_string())
+        .and_then(|file| crate::daemon::limits::FrontendLimits::from_file(&file))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{program}: configuration error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (level, line) = limits.fit_descriptor_limit();
+    log::log!(level, "{line}");
+    crate::core::auth_gate::configure(limits.auth_helper_slots, limits.auth_helper_slots_per_client);
+    let metrics = match limits.metrics_listen {
+        None => None,
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                log::info!("metrics on http://{addr}/metrics");
+                Some(l)
+            }
+            Err(e) => {
+                log::error!("cannot listen on {addr} for metrics: {e}");
+                eprintln!("{program}: cannot listen on {addr} for metrics: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     // Sockets (some need root), then privileges, then threads: the drop sets
     // no_new_privs, which is per thread.
     let sockets = match bind_sockets(&env, passed, addr, &cli) {
@@ -177,7 +204,7 @@ pub fn main(program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(env, broker, sockets));
+    let code = runtime.block_on(serve(env, broker, sockets, limits, metrics));
     if cli.daemonized {
         remove_own_pidfile(&cli.options.pidfile());
     }
@@ -396,7 +423,13 @@ fn bind_sockets(
     })
 }
 
-async fn serve(env: Environment, broker: Broker, sockets: Sockets) -> ExitCode {
+async fn serve(
+    env: Environment,
+    broker: Broker,
+    sockets: Sockets,
+    limits: crate::daemon::limits::FrontendLimits,
+    metrics: Option<std::net::TcpListener>,
+) -> ExitCode {
     crate::core::stats::STATS.mark_started();
     crate::core::stats::STATS.config_loaded();
     let Sockets {
@@ -416,10 +449,24 @@ async fn serve(env: Environment, broker: Broker, sockets: Sockets) -> ExitCode {
     // Auto-login keys still deployed when the daemon (or a worker) that
     // deployed them stopped are removed from here.
     let key_removals = tokio::spawn(crate::core::key_removals::run(shared.clone()));
+    let metrics_task = metrics.map(|l| tokio::spawn(crate::daemon::metrics::serve(l)));
+    // Counts of rate-limited log lines reach the log after a storm too.
+    let log_flush = tokio::spawn(async {
+        let mut tick = tokio::time::interval(crate::core::log_limit::WINDOW);
+        loop {
+            tick.tick().await;
+            crate::core::log_limit::flush();
+        }
+    });
     crate::daemon::sdnotify::notify("READY=1\nSTATUS=serving; configuration generation 1");
-    let result = crate::daemon::http_server::serve(listeners, acceptor, shared, shutdown_signal()).await;
+    let result =
+        crate::daemon::http_server::serve(listeners, acceptor, shared, limits, shutdown_signal()).await;
     watcher.abort();
     key_removals.abort();
+    log_flush.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     if let Some(t) = control_task {
         t.abort();
         // Dropping the task drops the socket, which removes its file.

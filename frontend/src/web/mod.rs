@@ -81,6 +81,12 @@ impl Reply {
     }
 }
 
+/// The error page for `status` as a response (the daemon's own transport
+/// errors: body too large or too slow, request deadline).
+pub fn error_response(status: u16) -> Response<Body> {
+    Reply::error(status).into_response()
+}
+
 /// An incoming request, transport details removed.
 pub struct Request {
     pub method: Method,
@@ -98,7 +104,9 @@ pub enum OutputKind {
 }
 
 fn form_error(e: FormError) -> Reply {
-    log::info!("bad request: {e:?}");
+    crate::core::log_limit::log("bad request", module_path!(), log::Level::Info, || {
+        format!("bad request: {e:?}")
+    });
     Reply::error(400)
 }
 
@@ -171,7 +179,9 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
         rest.trim_end_matches('/').split('/').next().unwrap_or("")
     };
     let Some(backend) = Backend::from_name(name) else {
-        log::error!("No such broker backend '{name}'");
+        crate::core::log_limit::log("no such backend", module_path!(), log::Level::Error, || {
+            format!("No such broker backend {}", crate::core::audit::shown(name))
+        });
         return Reply::error(404);
     };
     let enabled_output = match kind {
@@ -202,7 +212,9 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
         return Reply::error(404);
     };
     let ip = remote.ip();
-    log::info!("client address is {ip}");
+    crate::core::log_limit::log("client address", module_path!(), log::Level::Info, || {
+        format!("client address is {ip}")
+    });
     let password = fields.password.clone();
     let access = match check_access_with_scripts(&broker, backend, &mut fields, ip, &password).await {
         Ok(access) if access.granted => access,
@@ -273,6 +285,27 @@ async fn read_body(
     Ok(Bytes::from(body))
 }
 
+/// The label a request is counted under (crate::core::stats): the task of
+/// a broker request, else the kind of path.
+fn task_label(req: &Request) -> &'static str {
+    let path = req.path.as_str();
+    if path.starts_with("/plain/") || path.starts_with("/json/") {
+        let mut form = Form::default();
+        let _ = form
+            .add_urlencoded(req.query.as_bytes())
+            .and_then(|_| form.add_urlencoded(&req.body));
+        crate::core::stats::task_label(&form.get("task", "").unwrap_or_default())
+    } else if path == "/" {
+        "index"
+    } else if path.starts_with("/pubkeys") {
+        "pubkeys"
+    } else if path.starts_with("/uccs") {
+        "uccs"
+    } else {
+        "other"
+    }
+}
+
 /// The warp filter serving every path.
 pub fn routes(
     shared: Shared,
@@ -316,9 +349,13 @@ where
                 let shared = shared.clone();
                 async move {
                     let _counted = crate::core::stats::STATS.request_started();
+                    let started = std::time::Instant::now();
                     let body = match read_body(stream).await {
                         Ok(b) => b,
-                        Err(status) => return Reply::error(status).into_response(),
+                        Err(status) => {
+                            crate::core::stats::STATS.request_answered("none", status, started.elapsed());
+                            return Reply::error(status).into_response();
+                        }
                     };
                     let req = Request {
                         method,
@@ -328,7 +365,10 @@ where
                         remote,
                         authorization,
                     };
-                    handle(&shared, req).await.into_response()
+                    let task = task_label(&req);
+                    let reply = handle(&shared, req).await;
+                    crate::core::stats::STATS.request_answered(task, reply.status, started.elapsed());
+                    reply.into_response()
                 }
             },
         )

@@ -98,10 +98,14 @@ impl Agent {
     /// arguments by the typed methods below.
     async fn call(&self, user: &str, task: &str, args: &[&str]) -> Result<Answer, AgentError> {
         let user = quote::user_name(user)?;
+        let started = std::time::Instant::now();
         let answer = match self {
-            Agent::Local(a) => a.call(user, task, args).await,
-            Agent::Remote(a) => a.call(user, task, args).await?,
+            Agent::Local(a) => Ok(a.call(user, task, args).await),
+            Agent::Remote(a) => a.call(user, task, args).await,
         };
+        let ok = matches!(&answer, Ok(Answer { ok: true, .. }));
+        crate::core::stats::STATS.agent_call(task, ok, started.elapsed());
+        let answer = answer?;
         log::info!(
             "broker agent answered {task}: {} ({} lines)",
             if answer.ok { "OK" } else { "failed" },
