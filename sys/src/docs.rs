@@ -70,6 +70,36 @@ fn parse_from_or_generate_man<T: clap::Parser>(
     T::from_arg_matches_mut(&mut matches).map_err(|e| e.exit())
 }
 
+/// The two hidden flags of the installer's contract, for a program's clap
+/// definition (`#[command(flatten)]`), so each program declares them once.
+#[derive(clap::Args, Debug, Default)]
+pub struct DocsArgs {
+    /// Write the manual page into DIR and exit
+    #[arg(long = "generate-man", value_name = "DIR", hide = true)]
+    pub generate_man: Option<std::path::PathBuf>,
+    /// Write bash, zsh and fish completions into DIR and exit
+    #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
+    pub generate_completions: Option<std::path::PathBuf>,
+}
+
+impl DocsArgs {
+    /// Writes what was asked for from `C`'s definition: Some(exit code)
+    /// when a flag was given.
+    pub fn handle<C: clap::CommandFactory>(
+        &self,
+        name: &str,
+        section: &str,
+    ) -> Option<std::process::ExitCode> {
+        handle(
+            C::command,
+            name,
+            section,
+            self.generate_man.as_deref(),
+            self.generate_completions.as_deref(),
+        )
+    }
+}
+
 /// Handles the two flags if given: Some(exit code) when one was.
 pub fn handle(
     cmd: impl Fn() -> clap::Command,

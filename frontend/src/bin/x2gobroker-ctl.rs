@@ -36,12 +36,9 @@ struct Cli {
     /// Auth helper socket (default: X2GOBROKER_AUTHSERVICE_SOCKET or /run/x2gobroker/x2gobroker-authservice.socket)
     #[arg(long = "authservice-socket", value_name = "PATH", global = true)]
     authservice_socket: Option<PathBuf>,
-    /// Write the manual page into DIR and exit
-    #[arg(long = "generate-man", value_name = "DIR", hide = true)]
-    generate_man: Option<PathBuf>,
-    /// Write bash, zsh and fish completions into DIR and exit
-    #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
-    generate_completions: Option<PathBuf>,
+    /// --generate-man, --generate-completions
+    #[command(flatten)]
+    docs: x2gobroker_sys::docs::DocsArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,13 +63,7 @@ enum Part {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = x2gobroker_sys::docs::handle(
-        Cli::command,
-        "x2gobroker-ctl",
-        "8",
-        cli.generate_man.as_deref(),
-        cli.generate_completions.as_deref(),
-    ) {
+    if let Some(code) = cli.docs.handle::<Cli>("x2gobroker-ctl", "8") {
         return code;
     }
     let Some(Command::Status { json, only }) = cli.command else {

@@ -32,12 +32,9 @@ pub struct Cli {
     /// Set by -D on the background process: remove the PID file on exit
     #[arg(long = "daemonized", hide = true)]
     pub daemonized: bool,
-    /// Write the manual page into DIR and exit
-    #[arg(long = "generate-man", value_name = "DIR", hide = true)]
-    pub generate_man: Option<PathBuf>,
-    /// Write bash, zsh and fish completions into DIR and exit
-    #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
-    pub generate_completions: Option<PathBuf>,
+    /// --generate-man, --generate-completions
+    #[command(flatten)]
+    pub docs: x2gobroker_sys::docs::DocsArgs,
 }
 
 /// The bind address as the original reads it (`[address:]port`, default
@@ -55,13 +52,7 @@ pub fn parse_bind(bind: &str) -> Result<SocketAddr, String> {
 /// Entry point of both binaries; `program` is the executable's base name.
 pub fn main(program: &str) -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = x2gobroker_sys::docs::handle(
-        <Cli as clap::CommandFactory>::command,
-        program,
-        "1",
-        cli.generate_man.as_deref(),
-        cli.generate_completions.as_deref(),
-    ) {
+    if let Some(code) = cli.docs.handle::<Cli>(program, "1") {
         return code;
     }
     let mode = match &cli.options.mode {

@@ -7,7 +7,7 @@ use crate::core::config::Environment;
 use clap::Parser;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 const PROGRAM: &str = "x2gobroker-keygen";
@@ -35,22 +35,14 @@ pub struct Cli {
     /// Overwrite an existing key pair (agents then need the new public key: run x2gobroker-pubkeyauthorizer on every X2Go server again)
     #[arg(short = 'f', long = "force")]
     force: bool,
-    /// Write the manual page into DIR and exit
-    #[arg(long = "generate-man", value_name = "DIR", hide = true)]
-    generate_man: Option<PathBuf>,
-    /// Write bash, zsh and fish completions into DIR and exit
-    #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
-    generate_completions: Option<PathBuf>,
+    /// --generate-man, --generate-completions
+    #[command(flatten)]
+    docs: x2gobroker_sys::docs::DocsArgs,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = super::docs::<Cli>(
-        PROGRAM,
-        "8",
-        cli.generate_man.as_deref(),
-        cli.generate_completions.as_deref(),
-    ) {
+    if let Some(code) = cli.docs.handle::<Cli>(PROGRAM, "8") {
         return code;
     }
     super::init_logging(PROGRAM, false);

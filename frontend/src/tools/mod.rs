@@ -9,8 +9,6 @@ pub mod pubkeyauthorizer;
 pub mod testagent;
 pub mod testauth;
 
-use std::process::ExitCode;
-
 /// Messages go to stderr, as the original's loggers do.
 pub(crate) fn init_logging(program: &str, debug: bool) {
     x2gobroker_sys::logging::init(&x2gobroker_sys::logging::LogOptions {
@@ -20,16 +18,6 @@ pub(crate) fn init_logging(program: &str, debug: bool) {
         syslog_socket: None,
         audit_waits: false,
     });
-}
-
-/// `--generate-man` / `--generate-completions`, when given.
-pub(crate) fn docs<C: clap::CommandFactory>(
-    program: &str,
-    section: &str,
-    man: Option<&std::path::Path>,
-    completions: Option<&std::path::Path>,
-) -> Option<ExitCode> {
-    x2gobroker_sys::docs::handle(C::command, program, section, man, completions)
 }
 
 /// The account that owns a broker key: (uid, gid, home).

@@ -9,7 +9,7 @@ use crate::core::config::Environment;
 use clap::Parser;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -38,22 +38,14 @@ pub struct Cli {
         value_name = "BROKER_URL"
     )]
     broker_url: Option<String>,
-    /// Write the manual page into DIR and exit
-    #[arg(long = "generate-man", value_name = "DIR", hide = true)]
-    generate_man: Option<PathBuf>,
-    /// Write bash, zsh and fish completions into DIR and exit
-    #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
-    generate_completions: Option<PathBuf>,
+    /// --generate-man, --generate-completions
+    #[command(flatten)]
+    docs: x2gobroker_sys::docs::DocsArgs,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = super::docs::<Cli>(
-        PROGRAM,
-        "8",
-        cli.generate_man.as_deref(),
-        cli.generate_completions.as_deref(),
-    ) {
+    if let Some(code) = cli.docs.handle::<Cli>(PROGRAM, "8") {
         return code;
     }
     super::init_logging(PROGRAM, false);

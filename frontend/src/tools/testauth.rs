@@ -50,22 +50,14 @@ pub struct Cli {
     /// enable debugging code
     #[arg(short = 'd', long = "debug")]
     debug: bool,
-    /// Write the manual page into DIR and exit
-    #[arg(long = "generate-man", value_name = "DIR", hide = true)]
-    generate_man: Option<PathBuf>,
-    /// Write bash, zsh and fish completions into DIR and exit
-    #[arg(long = "generate-completions", value_name = "DIR", hide = true)]
-    generate_completions: Option<PathBuf>,
+    /// --generate-man, --generate-completions
+    #[command(flatten)]
+    docs: x2gobroker_sys::docs::DocsArgs,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(code) = super::docs::<Cli>(
-        PROGRAM,
-        "1",
-        cli.generate_man.as_deref(),
-        cli.generate_completions.as_deref(),
-    ) {
+    if let Some(code) = cli.docs.handle::<Cli>(PROGRAM, "1") {
         return code;
     }
     super::init_logging(PROGRAM, cli.debug);
