@@ -76,21 +76,7 @@ fn run(cli: &Cli) -> Result<(), (u8, String)> {
         }
     };
     let env = Environment::from_process(PROGRAM).map_err(|e| (1, e.to_string()))?;
-    let user = super::account(&env.daemon_user).map_err(|e| (2, e))?;
-    let group = nix::unistd::Group::from_name(&env.daemon_group)
-        .ok()
-        .flatten()
-        .ok_or_else(|| (2, format!("no such group: {}", env.daemon_group)))?;
-    if !user.dir.is_dir() {
-        return Err((
-            2,
-            format!(
-                "the home directory {} of user {} does not exist",
-                user.dir.display(),
-                user.name
-            ),
-        ));
-    }
+    let (user, group) = super::broker_account(&env).map_err(|e| (2, e))?;
     let ssh = user.dir.join(".ssh");
     if !ssh.exists() {
         std::fs::create_dir(&ssh).map_err(|e| (1, format!("{}: {e}", ssh.display())))?;

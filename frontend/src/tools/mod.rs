@@ -26,3 +26,23 @@ pub(crate) fn account(name: &str) -> Result<nix::unistd::User, String> {
         .map_err(|e| format!("looking up user {name}: {e}"))?
         .ok_or_else(|| format!("no such user: {name}"))
 }
+
+/// The broker account (the daemon user and group) whose home holds the
+/// agents' SSH key; its home must exist.
+pub(crate) fn broker_account(
+    env: &crate::core::config::Environment,
+) -> Result<(nix::unistd::User, nix::unistd::Group), String> {
+    let user = account(&env.daemon_user)?;
+    let group = nix::unistd::Group::from_name(&env.daemon_group)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("no such group: {}", env.daemon_group))?;
+    if !user.dir.is_dir() {
+        return Err(format!(
+            "the home directory {} of user {} does not exist",
+            user.dir.display(),
+            user.name
+        ));
+    }
+    Ok((user, group))
+}

@@ -73,21 +73,7 @@ async fn run(cli: &Cli) -> Result<(), (u8, String)> {
         return Err((2, "cannot proceed without a URL; use --broker-url".into()));
     };
     let env = Environment::from_process(PROGRAM).map_err(|e| (1, e.to_string()))?;
-    let user = super::account(&env.daemon_user).map_err(|e| (2, e))?;
-    let group = nix::unistd::Group::from_name(&env.daemon_group)
-        .ok()
-        .flatten()
-        .ok_or_else(|| (2, format!("no such group: {}", env.daemon_group)))?;
-    if !user.dir.is_dir() {
-        return Err((
-            2,
-            format!(
-                "the home directory {} of user {} does not exist",
-                user.dir.display(),
-                user.name
-            ),
-        ));
-    }
+    let (user, group) = super::broker_account(&env).map_err(|e| (2, e))?;
     let body = tokio::time::timeout(FETCH_TIMEOUT, fetch(url))
         .await
         .map_err(|_| (1, format!("{url}: no answer within {FETCH_TIMEOUT:?}")))?
