@@ -111,7 +111,9 @@ impl<'a> AgentQuery<'a> {
     }
 }
 
-fn pick_least_busy(server_list: &[String], busy: &mut Vec<(String, i64)>) -> String {
+/// The server with the fewest sessions by the agent's counts (`busy`,
+/// from findbusyservers), names compared without their common domain.
+pub fn pick_least_busy(server_list: &[String], busy: &mut Vec<(String, i64)>) -> String {
     let (normalized, domains) = hostnames::normalize(server_list);
     let mut list = server_list.to_vec();
     let mut counts = busy.clone();
