@@ -8,7 +8,7 @@
 #   FUZZ_SECONDS=600 scripts/fuzz.sh profiles agent_answer
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh form   # a number of executions instead
 #   FUZZ_UPDATE_CORPUS=1 scripts/fuzz.sh   # merge what was found into the
-#                                          # committed corpora (cargo fuzz cmin)
+#                                          # committed corpora (minimised)
 #
 # New inputs go to target/fuzz-corpus/<target> (the committed corpus is read
 # only unless FUZZ_UPDATE_CORPUS=1); a crash leaves its input in
@@ -59,15 +59,16 @@ for spec in "${selected[@]}"; do
     scratch=$root/target/fuzz-corpus/$target
     mkdir -p "$scratch"
     log=$root/target/fuzz-corpus/$target.log
-    # Profile files past 4 KiB only repeat what smaller ones cover, at a
-    # fraction of the speed (every profile is rendered three times).
-    extra=()
-    [ "$target" = profiles ] && extra=(-max_len=4096)
+    # Inputs past 1 KiB (more profiles, more agent lines) only repeat what
+    # smaller ones cover, at a fraction of the speed.
+    extra=(-max_len=1024)
     echo "== $target (${limit[*]} ${extra[*]})"
     # -s none: the code under test is safe Rust; without AddressSanitizer
-    # the targets run about twice as fast. Debug assertions and overflow
-    # checks stay on (cargo fuzz's default build).
-    if ! (cd "$crate" && nice -n 10 cargo +nightly fuzz run -s none "$target" \
+    # the targets run about twice as fast. --no-trace-compares: comparison
+    # tracing took half the profiles target's time; the seed corpora carry
+    # the keywords it would find. Debug assertions and overflow checks stay
+    # on (cargo fuzz's default build).
+    if ! (cd "$crate" && nice -n 10 cargo +nightly fuzz run -s none --no-trace-compares "$target" \
         "$scratch" "fuzz/corpus/$target" -- "${limit[@]}" "${extra[@]}" -print_final_stats=1) 2>&1 | tee "$log"; then
         echo "fuzz.sh: $target FAILED; the input is in $crate/fuzz/artifacts/$target/" >&2
         exit 1
@@ -76,8 +77,14 @@ for spec in "${selected[@]}"; do
     execs=$(grep -E '^stat::number_of_executed_units:' "$log" | awk '{print $2}')
     summary+=("$target executions=$execs $(echo "$done_line" | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[^ ]+ .*exec/s: [0-9]+')")
     if [ "${FUZZ_UPDATE_CORPUS:-0}" = 1 ]; then
-        cp -n "$scratch"/* "$crate/fuzz/corpus/$target/" 2>/dev/null || true
-        (cd "$crate" && nice -n 10 cargo +nightly fuzz cmin -s none "$target")
+        # A set-cover merge keeps fewer files than `cargo fuzz cmin` (which
+        # merges with -merge=1) for the same coverage.
+        merged=$root/target/fuzz-corpus/$target.merged
+        rm -rf "$merged" && mkdir -p "$merged"
+        (cd "$crate" && nice -n 10 cargo +nightly fuzz run -s none --no-trace-compares "$target" \
+            "$merged" "fuzz/corpus/$target" "$scratch" -- -set_cover_merge=1 -max_len=1024)
+        rm -rf "$crate/fuzz/corpus/$target"
+        mv "$merged" "$crate/fuzz/corpus/$target"
     fi
 done
 
