@@ -126,7 +126,7 @@ pub fn profiles(data: &[u8]) {
     // and the UCCS API version.
     let with_agent = data.len() % 2 == 1;
     let (user, client, groups) = REQUESTERS[usize::from(with_agent)];
-    let uccs_version = if data.len() / 2 % 2 == 0 { 4 } else { 5 };
+    let uccs_version = if data.len() & 2 == 0 { 4 } else { 5 };
     let set = ProfileSet::from_ini(&ini, with_agent);
     assert_eq!(set.profiles.len(), ini.sections.len());
     for section in &ini.sections {
@@ -268,12 +268,10 @@ pub fn agent_answer(data: &[u8]) {
     // The agent's own names as a profile's hosts.
     lists.push(busy.iter().map(|(s, _)| s.clone()).collect());
     for hosts in &lists {
+        let short = hostnames::normalize(hosts).0;
         for found in [&running, &suspended] {
             for m in hostnames::matching(hosts, found) {
-                assert!(
-                    hostnames::normalize(hosts).0.contains(&m) || hosts.contains(&m),
-                    "{m} from {hosts:?}"
-                );
+                assert!(short.contains(&m) || hosts.contains(&m), "{m} from {hosts:?}");
             }
         }
         if !hosts.is_empty() {
