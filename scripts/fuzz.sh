@@ -10,8 +10,10 @@
 #   FUZZ_UPDATE_CORPUS=1 scripts/fuzz.sh   # merge what was found into the
 #                                          # committed corpora (minimised)
 #
-# New inputs go to target/fuzz-corpus/<target> (the committed corpus is read
-# only unless FUZZ_UPDATE_CORPUS=1); a crash leaves its input in
+# Inputs: <crate>/fuzz/seeds/<target> (realistic inputs, kept as they are)
+# and <crate>/fuzz/corpus/<target> (minimised finds). New inputs go to
+# target/fuzz-corpus/<target> (the committed corpus is read only unless
+# FUZZ_UPDATE_CORPUS=1); a crash leaves its input in
 # <crate>/fuzz/artifacts/<target>/ and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +71,7 @@ for spec in "${selected[@]}"; do
     # the keywords it would find. Debug assertions and overflow checks stay
     # on (cargo fuzz's default build).
     if ! (cd "$crate" && nice -n 10 cargo +nightly fuzz run -s none --no-trace-compares "$target" \
-        "$scratch" "fuzz/corpus/$target" -- "${limit[@]}" "${extra[@]}" -print_final_stats=1) 2>&1 | tee "$log"; then
+        "$scratch" "fuzz/corpus/$target" "fuzz/seeds/$target" -- "${limit[@]}" "${extra[@]}" -print_final_stats=1) 2>&1 | tee "$log"; then
         echo "fuzz.sh: $target FAILED; the input is in $crate/fuzz/artifacts/$target/" >&2
         exit 1
     fi
@@ -82,7 +84,7 @@ for spec in "${selected[@]}"; do
         merged=$root/target/fuzz-corpus/$target.merged
         rm -rf "$merged" && mkdir -p "$merged"
         (cd "$crate" && nice -n 10 cargo +nightly fuzz run -s none --no-trace-compares "$target" \
-            "$merged" "fuzz/corpus/$target" "$scratch" -- -set_cover_merge=1 -max_len=1024)
+            "$merged" "fuzz/corpus/$target" "$scratch" "fuzz/seeds/$target" -- -set_cover_merge=1 -max_len=1024)
         rm -rf "$crate/fuzz/corpus/$target"
         mv "$merged" "$crate/fuzz/corpus/$target"
     fi

@@ -1,6 +1,6 @@
 //! The fuzz targets on the stable toolchain (CI has no nightly, so no
-//! cargo-fuzz): every committed corpus file of every target, then a few
-//! thousand deterministic mutations of them, through the very functions
+//! cargo-fuzz): every committed seed and corpus file of every target, then
+//! a few thousand deterministic mutations of them, through the very functions
 //! the targets call (their files are included below). A panic (a crash
 //! or a broken invariant the targets assert) fails the test and names the
 //! input. The real fuzzing is scripts/fuzz.sh (docs/FUZZING.md).
@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 struct Target {
     name: &'static str,
-    /// Relative to this crate (frontend/).
-    corpus: &'static str,
+    /// The fuzz crate, relative to this crate (frontend/): its `seeds/`
+    /// (realistic inputs, kept as they are) and `corpus/` (minimised).
+    fuzz_dir: &'static str,
     run: fn(&[u8]),
     /// Pieces of its input format that mutations splice in.
     tokens: &'static [&'static [u8]],
@@ -25,7 +26,7 @@ struct Target {
 const TARGETS: &[Target] = &[
     Target {
         name: "form",
-        corpus: "fuzz/corpus/form",
+        fuzz_dir: "fuzz",
         run: frontend_targets::form,
         tokens: &[
             b"&", b"=", b"+", b"%", b"%2", b"%C3%A9", b"%00", b"%ff", b"task=", b"user=", b"/uccs/",
@@ -34,7 +35,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         name: "profiles",
-        corpus: "fuzz/corpus/profiles",
+        fuzz_dir: "fuzz",
         run: frontend_targets::profiles,
         tokens: &[
             b"\n",
@@ -56,7 +57,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         name: "agent_answer",
-        corpus: "fuzz/corpus/agent_answer",
+        fuzz_dir: "fuzz",
         run: frontend_targets::agent_answer,
         tokens: &[
             b"OK\n",
@@ -74,14 +75,18 @@ const TARGETS: &[Target] = &[
     },
     Target {
         name: "decode",
-        corpus: "../protocol/fuzz/corpus/decode",
+        fuzz_dir: "../protocol/fuzz",
         run: protocol_targets::decode,
         tokens: &[b"\0", b"\x01", b"\xff", b"\xfb", b"\xfc", b"\xfd"],
     },
 ];
 
-fn corpus(target: &Target) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(target.corpus);
+/// The target's files in `kind` (`seeds` or `corpus`).
+fn files(target: &Target, kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(target.fuzz_dir)
+        .join(kind)
+        .join(target.name);
     let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| {
@@ -92,6 +97,20 @@ fn corpus(target: &Target) -> Vec<(PathBuf, Vec<u8>)> {
         .collect();
     files.sort();
     files
+}
+
+/// Seeds and corpus files of a target.
+fn corpus(target: &Target) -> Vec<(PathBuf, Vec<u8>)> {
+    let seeds = files(target, "seeds");
+    let corpus = files(target, "corpus");
+    assert!(seeds.len() >= 10, "{}: only {} seeds", target.name, seeds.len());
+    assert!(
+        corpus.len() >= 10,
+        "{}: only {} corpus files",
+        target.name,
+        corpus.len()
+    );
+    seeds.into_iter().chain(corpus).collect()
 }
 
 /// Runs one input; the panic message, if any.
@@ -107,15 +126,9 @@ fn failure(target: &Target, data: &[u8]) -> Option<String> {
 }
 
 #[test]
-fn every_corpus_file_passes_its_target() {
+fn every_seed_and_corpus_file_passes_its_target() {
     for target in TARGETS {
         let files = corpus(target);
-        assert!(
-            files.len() >= 10,
-            "{}: only {} corpus files",
-            target.name,
-            files.len()
-        );
         let failed: Vec<String> = files
             .iter()
             .filter_map(|(path, data)| failure(target, data).map(|m| format!("{}: {m}", path.display())))
@@ -187,7 +200,7 @@ fn mutate(rng: &mut Rng, data: &[u8], tokens: &[&[u8]], other: &[u8]) -> Vec<u8>
 const MUTATIONS_PER_TARGET: usize = 5000;
 
 #[test]
-fn mutated_corpus_files_pass_their_targets() {
+fn mutated_seeds_and_corpus_files_pass_their_targets() {
     for (seed, target) in TARGETS.iter().enumerate() {
         let files = corpus(target);
         assert!(!files.is_empty(), "{}: empty corpus", target.name);
@@ -234,7 +247,7 @@ fn mutations_are_deterministic_and_varied() {
 fn a_broken_invariant_is_caught() {
     let target = Target {
         name: "self-test",
-        corpus: "",
+        fuzz_dir: "",
         run: |data| assert!(!data.contains(&b'!'), "an exclamation mark"),
         tokens: &[],
     };
