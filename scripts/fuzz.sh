@@ -79,12 +79,12 @@ for spec in "${selected[@]}"; do
     execs=$(grep -E '^stat::number_of_executed_units:' "$log" | awk '{print $2}')
     summary+=("$target executions=$execs $(echo "$done_line" | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[^ ]+ .*exec/s: [0-9]+')")
     if [ "${FUZZ_UPDATE_CORPUS:-0}" = 1 ]; then
-        # A set-cover merge keeps fewer files than `cargo fuzz cmin` (which
-        # merges with -merge=1) for the same coverage.
+        # `cargo fuzz cmin` with -use_counters=0: every covered edge kept,
+        # hit counts ignored (a few hundred files instead of thousands).
         merged=$root/target/fuzz-corpus/$target.merged
         rm -rf "$merged" && mkdir -p "$merged"
         (cd "$crate" && nice -n 10 cargo +nightly fuzz run -s none --no-trace-compares "$target" \
-            "$merged" "fuzz/corpus/$target" "$scratch" "fuzz/seeds/$target" -- -set_cover_merge=1 -max_len=1024)
+            "$merged" "fuzz/corpus/$target" "$scratch" "fuzz/seeds/$target" -- -merge=1 -use_counters=0 -max_len=1024)
         rm -rf "$crate/fuzz/corpus/$target"
         mv "$merged" "$crate/fuzz/corpus/$target"
     fi
