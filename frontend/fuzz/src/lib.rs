@@ -190,13 +190,32 @@ fn check_listings(list: &ProfileList<'_>, user: &str, count: usize) {
     assert_eq!(profiles.len(), count, "{text}");
     for (id, l) in listed {
         let shown = &profiles[id];
-        assert_eq!(shown["status"].as_str(), l.status, "status of [{id}] in {text}");
+        if let Some(status) = l.status {
+            assert_eq!(
+                shown["status"].as_str(),
+                Some(status),
+                "status of [{id}] in {text}"
+            );
+        }
         if let Some(hosts) = &l.hosts {
             assert_eq!(
                 shown["host"],
                 serde_json::json!(hosts),
                 "hosts of [{id}] in {text}"
             );
+        }
+        // Every key once (a JSON parser keeps only the last of duplicates):
+        // keys start the lines at the profile's nesting.
+        let mut own = String::new();
+        l.render_json(&mut own, user);
+        let mut keys = std::collections::BTreeSet::new();
+        for line in own.lines().filter_map(|l| l.strip_prefix("            \"")) {
+            let key = serde_json::Deserializer::from_str(&format!("\"{line}"))
+                .into_iter::<String>()
+                .next();
+            if let Some(Ok(key)) = key {
+                assert!(keys.insert(key.clone()), "[{id}] lists {key:?} twice: {own}");
+            }
         }
     }
 }
