@@ -144,6 +144,9 @@ pub enum Piece {
     Hosts(Vec<String>),
     /// Where a `status` entry goes when the agent reports a session.
     Status,
+    /// A `status` the profile itself sets: the agent's status replaces
+    /// it (the original overwrites the key, which stays where it is).
+    ConfiguredStatus(Value),
 }
 
 /// What a listing knows about the requester beyond the profile.
@@ -291,6 +294,12 @@ fn render(pieces: &[Piece], out: &mut String, ctx: &RenderContext<'_>, json: boo
                     out.push_str(&hosts.join(","));
                 }
             }
+            Piece::ConfiguredStatus(configured) => match ctx.status {
+                Some(status) if json => jsonout::string(out, status),
+                Some(status) => out.push_str(status),
+                None if json => configured.json(out, JSON_DEPTH),
+                None => out.push_str(&configured.plain()),
+            },
             Piece::Status => {
                 if let Some(status) = ctx.status {
                     if json {
@@ -533,6 +542,7 @@ fn variable_piece(k: &str, v: &Value) -> Option<Piece> {
         Value::Str(s) if k == "user" && s == "BROKER_USER" => Some(Piece::UserName),
         Value::Str(s) if k == "user" && s.is_empty() => Some(Piece::EmptyUser),
         Value::List(hosts) if k == "host" => Some(Piece::Hosts(hosts.clone())),
+        _ if k == "status" => Some(Piece::ConfiguredStatus(v.clone())),
         _ => None,
     }
 }
@@ -541,6 +551,8 @@ fn variable_piece(k: &str, v: &Value) -> Option<Piece> {
 /// that ends a profile, and the JSON object at the nesting of a profile
 /// inside `profiles`.
 pub fn render_pieces(shown: &[(String, Value)]) -> (Vec<Piece>, Vec<Piece>) {
+    // A configured `status` is where the agent's goes (ConfiguredStatus).
+    let configured_status = shown.iter().any(|(k, _)| k == "status");
     let mut plain = Vec::new();
     let mut text = String::new();
     for (k, v) in shown {
@@ -556,14 +568,16 @@ pub fn render_pieces(shown: &[(String, Value)]) -> (Vec<Piece>, Vec<Piece>) {
         text.push('\n');
     }
     plain.push(Piece::Text(text));
-    plain.push(Piece::Status);
+    if !configured_status {
+        plain.push(Piece::Status);
+    }
     plain.push(Piece::Text("\n".into()));
 
     let mut sorted: Vec<&(String, Value)> = shown.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut json = Vec::new();
     let mut text = String::from("{");
-    let mut status_placed = false;
+    let mut status_placed = configured_status;
     for (i, (k, v)) in sorted.iter().enumerate() {
         if !status_placed && k.as_str() > "status" && i > 0 {
             json.push(Piece::Text(std::mem::take(&mut text)));
@@ -841,6 +855,41 @@ mod tests {
         let mut q = String::new();
         s.get("q").unwrap().render_plain_as(&mut q, "q", "alice", "bob");
         assert!(q.contains("\nuser=alice\n"), "{q}");
+    }
+
+    #[test]
+    fn an_agent_status_replaces_a_configured_one() {
+        // Found by the profiles fuzz target: a profile's own `status` key
+        // and the agent's status were both listed (the original overwrites
+        // the key, which keeps its place).
+        let s = set("[DEFAULT]\nstatus = \u{1a}x\n[p]\nname = P\n[q]\nname = Q\nstatus = not-set\n");
+        let p = s.get("p").unwrap();
+        let with_agent = |render: &dyn Fn(&mut String, &RenderContext<'_>)| {
+            let mut out = String::new();
+            let ctx = RenderContext {
+                user: "u",
+                status: Some("S"),
+                ..Default::default()
+            };
+            render(&mut out, &ctx);
+            out
+        };
+        let plain_out = with_agent(&|out, ctx| p.render_plain_with(out, "p", ctx));
+        assert_eq!(plain_out.matches("status=").count(), 1, "{plain_out}");
+        assert!(plain_out.starts_with("[p]\nname=P\nstatus=S\n"), "{plain_out}");
+        let json_out = with_agent(&|out, ctx| p.render_json_with(out, ctx));
+        assert_eq!(json_out.matches("\"status\": ").count(), 1, "{json_out}");
+        assert!(json_out.contains("\"status\": \"S\",\n"), "{json_out}");
+        // Without an agent the configured value shows, as in the original.
+        assert!(plain(p, "u").contains("\nstatus=\u{1a}x\n"));
+        let mut json_out = String::new();
+        p.render_json(&mut json_out, "u");
+        assert!(json_out.contains("\"status\": \"\\u001ax\",\n"), "{json_out}");
+        // `not-set` counts as absent: the agent's status goes at the end.
+        let q = s.get("q").unwrap();
+        let plain_q = with_agent(&|out, ctx| q.render_plain_with(out, "q", ctx));
+        assert!(plain_q.ends_with("\nstatus=S\n\n"), "{plain_q}");
+        assert_eq!(plain_q.matches("status=").count(), 1, "{plain_q}");
     }
 
     #[test]

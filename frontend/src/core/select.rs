@@ -146,7 +146,10 @@ fn by_load(counts: &[(String, i64)], load_factors: &[(String, Load)]) -> Option<
     Some(ranked)
 }
 
-fn pick_least_busy(
+/// The server with the fewest sessions by the agent's counts (`busy`,
+/// from findbusyservers), names compared without their common domain; by
+/// load factor when the load checker gave them.
+pub fn pick_least_busy(
     server_list: &[String],
     busy: &mut Vec<(String, i64)>,
     load_factors: &[(String, Load)],

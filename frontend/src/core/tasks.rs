@@ -13,7 +13,7 @@ use crate::core::hostnames;
 use crate::core::key_removals;
 use crate::core::loadchecker::{self, Load};
 use crate::core::nameservice;
-use crate::core::profiles::{self, Profile};
+use crate::core::profiles::{self, Profile, ProfileSet};
 use crate::core::scripts::{self, Changes, ScriptInput, Stage};
 use crate::core::select::{self, AgentQuery, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
 use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
@@ -171,6 +171,44 @@ impl Listed<'_> {
     }
 }
 
+/// The profiles of the inifile backend that `user` at `client` may see;
+/// Err when the file holds a profile that cannot be rendered (the original
+/// fails every listing then). `user_groups` is asked at most once, and
+/// only when a group rule must be consulted.
+pub fn visible_inifile_profiles<'a>(
+    set: &'a ProfileSet,
+    user: &str,
+    client: IpAddr,
+    user_groups: impl Fn(&str) -> Vec<String>,
+) -> Result<Vec<Listed<'a>>, TaskFailed> {
+    if let Some(e) = set.profiles.iter().find_map(|p| p.error.as_ref()) {
+        log::error!("cannot list profiles: {e}");
+        return Err(TaskFailed);
+    }
+    let groups = OnceCell::new();
+    let visible: Vec<&Profile> = set
+        .profiles
+        .iter()
+        .filter(|p| {
+            p.acl.permits(user, Some(client), |u| {
+                groups.get_or_init(|| user_groups(u)).clone()
+            })
+        })
+        .collect();
+    if let Some(e) = visible.iter().find_map(|p| p.visible_error.as_ref()) {
+        log::error!("cannot list profiles: {e}");
+        return Err(TaskFailed);
+    }
+    Ok(visible
+        .into_iter()
+        .map(|profile| Listed {
+            profile,
+            hosts: None,
+            status: None,
+        })
+        .collect())
+}
+
 impl TaskContext<'_> {
     /// Err when the profile file holds a profile that cannot be
     /// rendered (the original fails every listing then).
@@ -181,39 +219,11 @@ impl TaskContext<'_> {
                 crate::core::cookies::new_cookie(),
             )),
             Backend::Inifile => {
-                let set = &self.broker.profiles;
-                if let Some(e) = set.profiles.iter().find_map(|p| p.error.as_ref()) {
-                    log::error!("cannot list profiles: {e}");
-                    return Err(TaskFailed);
-                }
-                let user = self.fields.user.as_str();
-                let groups = OnceCell::new();
                 let include_primary = !self.broker.global.ignore_primary_group_memberships;
-                let visible: Vec<&Profile> = set
-                    .profiles
-                    .iter()
-                    .filter(|p| {
-                        p.acl.permits(user, Some(self.client), |u| {
-                            groups
-                                .get_or_init(|| nameservice::user_groups(u, include_primary))
-                                .clone()
-                        })
-                    })
-                    .collect();
-                if let Some(e) = visible.iter().find_map(|p| p.visible_error.as_ref()) {
-                    log::error!("cannot list profiles: {e}");
-                    return Err(TaskFailed);
-                }
-                Ok(ProfileList::Inifile(
-                    visible
-                        .into_iter()
-                        .map(|profile| Listed {
-                            profile,
-                            hosts: None,
-                            status: None,
-                        })
-                        .collect(),
-                ))
+                visible_inifile_profiles(&self.broker.profiles, &self.fields.user, self.client, |u| {
+                    nameservice::user_groups(u, include_primary)
+                })
+                .map(ProfileList::Inifile)
             }
         }
     }

@@ -25,33 +25,7 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
                 Err(_) => return Reply::error(500),
                 Ok(list) => list,
             };
-            let mut text = String::new();
-            let mut first = true;
-            let mut add = |text: &mut String, id: &str, render: &dyn Fn(&mut String)| {
-                text.push_str(if first { "{\n" } else { ",\n" });
-                first = false;
-                jsonout::indent(text, 2);
-                jsonout::string(text, id);
-                text.push_str(": ");
-                render(text);
-            };
-            match &profiles {
-                ProfileList::Inifile(list) => {
-                    text.reserve(list.len() * 1200);
-                    for p in list {
-                        add(&mut text, &p.id, &|t: &mut String| p.render_json(t, user));
-                    }
-                }
-                ProfileList::Zeroconf(p, id) => add(&mut text, id, &|t: &mut String| p.render_json(t, user)),
-            }
-            if first {
-                text.push_str("{}");
-            } else {
-                text.push('\n');
-                jsonout::indent(&mut text, 1);
-                text.push('}');
-            }
-            payload.raw("profiles", text);
+            payload.raw("profiles", profiles_object(&profiles, user));
         }
         "selectsession" => {
             let mut selected = Object::new(1);
@@ -87,4 +61,35 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
         _ => {}
     }
     Reply::ok(TEXT_JSON, payload.finish())
+}
+
+/// The `profiles` object of `listprofiles`: profile ID → profile.
+pub fn profiles_object(profiles: &ProfileList<'_>, user: &str) -> String {
+    let mut text = String::new();
+    let mut first = true;
+    let mut add = |text: &mut String, id: &str, render: &dyn Fn(&mut String)| {
+        text.push_str(if first { "{\n" } else { ",\n" });
+        first = false;
+        jsonout::indent(text, 2);
+        jsonout::string(text, id);
+        text.push_str(": ");
+        render(text);
+    };
+    match profiles {
+        ProfileList::Inifile(list) => {
+            text.reserve(list.len() * 1200);
+            for p in list {
+                add(&mut text, &p.id, &|t: &mut String| p.render_json(t, user));
+            }
+        }
+        ProfileList::Zeroconf(p, id) => add(&mut text, id, &|t: &mut String| p.render_json(t, user)),
+    }
+    if first {
+        text.push_str("{}");
+    } else {
+        text.push('\n');
+        jsonout::indent(&mut text, 1);
+        text.push('}');
+    }
+    text
 }

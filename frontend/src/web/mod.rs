@@ -112,7 +112,7 @@ fn form_error(e: FormError) -> Reply {
 
 /// Percent-decoding of the URL path (tornado unquotes path arguments; a
 /// `+` stays a plus). `None` (400) for a malformed escape or non-UTF-8.
-fn decode_path(path: &str) -> Option<String> {
+pub fn decode_path(path: &str) -> Option<String> {
     String::from_utf8(form::unescape(path.as_bytes())?).ok()
 }
 
@@ -239,7 +239,8 @@ pub async fn handle(shared: &Shared, req: Request) -> Reply {
     }
 }
 
-fn read_fields(form: &Form, kind: OutputKind) -> Result<Fields, FormError> {
+/// The task fields of a request, as the given output reads them.
+pub fn read_fields(form: &Form, kind: OutputKind) -> Result<Fields, FormError> {
     let user = form.get("user", "")?;
     let mut login = form.get("login", "")?;
     if login.is_empty() {

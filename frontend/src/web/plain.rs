@@ -17,21 +17,7 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
         "testcon" => return Reply::ok(TEXT_PLAIN, "OK".into()),
         "listsessions" => match ctx.visible_profiles_with_sessions().await {
             Err(_) => return Reply::error(500),
-            Ok(ProfileList::Inifile(list)) => {
-                if !list.is_empty() {
-                    out.reserve(list.len() * 700);
-                    out.push_str("START_USER_SESSIONS\n\n");
-                    for p in list {
-                        p.render_plain(&mut out, user, "");
-                    }
-                    out.push_str("END_USER_SESSIONS\n");
-                }
-            }
-            Ok(ProfileList::Zeroconf(p, id)) => {
-                out.push_str("START_USER_SESSIONS\n\n");
-                p.render_plain_as(&mut out, &id, user, "");
-                out.push_str("END_USER_SESSIONS\n");
-            }
+            Ok(list) => profile_listing(&mut out, &list, user),
         },
         "selectsession" if !ctx.fields.profile_id.is_empty() => match ctx.select().await {
             Err(_) => return Reply::error(500),
@@ -57,4 +43,25 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
         _ => {}
     }
     Reply::ok(TEXT_PLAIN, out)
+}
+
+/// The `listsessions` lines for the listed profiles (after `Access granted`).
+pub fn profile_listing(out: &mut String, profiles: &ProfileList<'_>, user: &str) {
+    match profiles {
+        ProfileList::Inifile(list) => {
+            if !list.is_empty() {
+                out.reserve(list.len() * 700);
+                out.push_str("START_USER_SESSIONS\n\n");
+                for p in list {
+                    p.render_plain(out, user, "");
+                }
+                out.push_str("END_USER_SESSIONS\n");
+            }
+        }
+        ProfileList::Zeroconf(p, id) => {
+            out.push_str("START_USER_SESSIONS\n\n");
+            p.render_plain_as(out, id, user, "");
+            out.push_str("END_USER_SESSIONS\n");
+        }
+    }
 }

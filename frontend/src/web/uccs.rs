@@ -7,7 +7,7 @@ use crate::core::backend::Backend;
 use crate::core::broker::Broker;
 use crate::core::jsonout::Json;
 use crate::core::nameservice;
-use crate::core::profiles::{Value, DESKTOP_SESSIONS};
+use crate::core::profiles::{Profile, Value, DESKTOP_SESSIONS};
 use rand::seq::SliceRandom;
 use std::net::IpAddr;
 use warp::http::Method;
@@ -88,7 +88,8 @@ fn unauthorized() -> Reply {
     }
 }
 
-fn decode_basic(header: Option<&str>) -> Option<(String, String)> {
+/// An `Authorization: Basic` header value → (user, password).
+pub fn decode_basic(header: Option<&str>) -> Option<(String, String)> {
     let encoded = header?.strip_prefix("Basic ")?;
     let bytes = base64_decode(encoded.trim())?;
     let text = String::from_utf8(bytes).ok()?;
@@ -150,88 +151,106 @@ pub async fn api(
     };
     let urlbase = broker.global.my_uccs_url_base.trim_end_matches('/');
     let url = format!("{urlbase}/uccs/{backend_arg}/");
-    let mut servers = Vec::new();
-    let mut default_server = None;
+    let mut visible = Vec::new();
     if backend == Backend::Inifile {
         if broker.profiles.profiles.iter().any(|p| p.error.is_some()) {
             return Reply::error(500);
         }
         let include_primary = !broker.global.ignore_primary_group_memberships;
         let groups = std::cell::OnceCell::new();
-        for p in &broker.profiles.profiles {
-            if !p.acl.permits(&user, Some(client), |u| {
-                groups
-                    .get_or_init(|| nameservice::user_groups(u, include_primary))
-                    .clone()
-            }) {
-                continue;
-            }
-            let text = |k: &str| match p.value(k) {
-                Some(Value::Str(s)) => Some(s.clone()),
-                _ => None,
-            };
-            let name = text("name").unwrap_or_else(|| p.id.clone());
-            let username = match text("user") {
-                Some(u) if u == "BROKER_USER" => user.clone(),
-                Some(u) => u,
-                None => String::new(),
-            };
-            let mut hosts = p.selection.hosts.clone();
-            if p.selection.is_shadow {
-                hosts.truncate(1);
-            }
-            let directrdp = matches!(p.value("directrdp"), Some(Value::Bool(true)));
-            let s = |v: &str| Json::Str(v.to_owned());
-            let server = if directrdp {
-                let Some(host) = hosts.first() else {
-                    return Reply::error(500);
-                };
-                Json::Obj(vec![
-                    ("URL".into(), s(&format!("http://{host}/"))),
-                    ("Name".into(), s(&name)),
-                    ("Protocol".into(), s("rdp")),
-                    ("DomainRequired".into(), Json::Bool(true)),
-                    ("Username".into(), s(&username)),
-                    ("Password".into(), s("")),
-                    ("WindowsDomain".into(), s("LOCAL")),
-                ])
-            } else {
-                let Some(chosen) = hosts.choose(&mut rand::thread_rng()).cloned() else {
-                    return Reply::error(500);
-                };
-                let port = p
-                    .selection
-                    .host_port
-                    .get(&chosen)
-                    .copied()
-                    .unwrap_or(match p.value("sshport") {
-                        Some(Value::Int(port)) => *port,
-                        _ => 22,
-                    });
-                let host = p.selection.host_address.get(&chosen).cloned().unwrap_or(chosen);
-                let mut command = text("command").unwrap_or_default();
-                if DESKTOP_SESSIONS.contains(&command.to_uppercase().as_str()) {
-                    command = command.to_uppercase();
-                }
-                let mut fields = vec![
-                    ("URL".into(), s(&format!("http://{host}:{port}/"))),
-                    ("Name".into(), s(&name)),
-                    ("Protocol".into(), s("x2go")),
-                    ("Username".into(), s(&username)),
-                    ("Password".into(), s("")),
-                ];
-                if api_version == 4 {
-                    fields.push(("SessionTypeRequired".into(), Json::Bool(true)));
-                    fields.push(("SessionType".into(), s(&command)));
-                } else {
-                    fields.push(("CommandRequired".into(), Json::Bool(true)));
-                    fields.push(("Command".into(), s(&command)));
-                }
-                Json::Obj(fields)
-            };
-            servers.push(server);
-            default_server = Some(name);
+        visible = broker
+            .profiles
+            .profiles
+            .iter()
+            .filter(|p| {
+                p.acl.permits(&user, Some(client), |u| {
+                    groups
+                        .get_or_init(|| nameservice::user_groups(u, include_primary))
+                        .clone()
+                })
+            })
+            .collect();
+    }
+    match servers_document(visible, &user, &url, api_version, &mut rand::thread_rng()) {
+        Some(doc) => Reply::ok(TEXT_PLAIN, doc),
+        None => Reply::error(500),
+    }
+}
+
+/// The UCCS document listing `visible` (the profiles `user` may see) as
+/// remote desktop servers, a random host of each; None (500) when one of
+/// them has no host.
+pub fn servers_document<'a>(
+    visible: impl IntoIterator<Item = &'a Profile>,
+    user: &str,
+    url: &str,
+    api_version: u32,
+    rng: &mut impl rand::Rng,
+) -> Option<String> {
+    let mut servers = Vec::new();
+    let mut default_server = None;
+    for p in visible {
+        let text = |k: &str| match p.value(k) {
+            Some(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let name = text("name").unwrap_or_else(|| p.id.clone());
+        let username = match text("user") {
+            Some(u) if u == "BROKER_USER" => user.to_owned(),
+            Some(u) => u,
+            None => String::new(),
+        };
+        let mut hosts = p.selection.hosts.clone();
+        if p.selection.is_shadow {
+            hosts.truncate(1);
         }
+        let directrdp = matches!(p.value("directrdp"), Some(Value::Bool(true)));
+        let s = |v: &str| Json::Str(v.to_owned());
+        let server = if directrdp {
+            let host = hosts.first()?;
+            Json::Obj(vec![
+                ("URL".into(), s(&format!("http://{host}/"))),
+                ("Name".into(), s(&name)),
+                ("Protocol".into(), s("rdp")),
+                ("DomainRequired".into(), Json::Bool(true)),
+                ("Username".into(), s(&username)),
+                ("Password".into(), s("")),
+                ("WindowsDomain".into(), s("LOCAL")),
+            ])
+        } else {
+            let chosen = hosts.choose(rng).cloned()?;
+            let port = p
+                .selection
+                .host_port
+                .get(&chosen)
+                .copied()
+                .unwrap_or(match p.value("sshport") {
+                    Some(Value::Int(port)) => *port,
+                    _ => 22,
+                });
+            let host = p.selection.host_address.get(&chosen).cloned().unwrap_or(chosen);
+            let mut command = text("command").unwrap_or_default();
+            if DESKTOP_SESSIONS.contains(&command.to_uppercase().as_str()) {
+                command = command.to_uppercase();
+            }
+            let mut fields = vec![
+                ("URL".into(), s(&format!("http://{host}:{port}/"))),
+                ("Name".into(), s(&name)),
+                ("Protocol".into(), s("x2go")),
+                ("Username".into(), s(&username)),
+                ("Password".into(), s("")),
+            ];
+            if api_version == 4 {
+                fields.push(("SessionTypeRequired".into(), Json::Bool(true)));
+                fields.push(("SessionType".into(), s(&command)));
+            } else {
+                fields.push(("CommandRequired".into(), Json::Bool(true)));
+                fields.push(("Command".into(), s(&command)));
+            }
+            Json::Obj(fields)
+        };
+        servers.push(server);
+        default_server = Some(name);
     }
     let mut doc = vec![
         ("RemoteDesktopServers".into(), Json::List(servers)),
@@ -242,7 +261,7 @@ pub async fn api(
     if let Some(d) = default_server {
         doc.push(("DefaultServer".into(), Json::Str(d)));
     }
-    Reply::ok(TEXT_PLAIN, Json::Obj(doc).dump(2))
+    Some(Json::Obj(doc).dump(2))
 }
 
 #[cfg(test)]

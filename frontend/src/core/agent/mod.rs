@@ -65,6 +65,26 @@ impl Answer {
             Answer::default()
         }
     }
+
+    /// `listsessions`: one pipe-separated line per session.
+    pub fn sessions(self) -> Vec<SessionLine> {
+        self.lines.into_iter().map(SessionLine).collect()
+    }
+
+    /// `findbusyservers`: session counts per server (`count:server`).
+    pub fn busy_servers(&self) -> Vec<(String, i64)> {
+        named_numbers(&self.lines, ':', true)
+    }
+
+    /// `getservers`: session counts per server (`server count`).
+    pub fn server_counts(&self) -> Vec<(String, i64)> {
+        named_numbers(&self.lines, ' ', false)
+    }
+
+    /// `checkload`: `key:value` pairs with numeric values.
+    pub fn load_values(&self) -> Vec<(String, f64)> {
+        named_numbers(&self.lines, ':', false)
+    }
 }
 
 /// One line of the agent's `listsessions`, pipe-separated.
@@ -138,26 +158,22 @@ impl Agent {
     }
 
     pub async fn list_sessions(&self, user: &str) -> Result<Vec<SessionLine>, AgentError> {
-        let answer = self.call(user, "listsessions", &[]).await?;
-        Ok(answer.lines.into_iter().map(SessionLine).collect())
+        Ok(self.call(user, "listsessions", &[]).await?.sessions())
     }
 
     /// Session counts per server as the agent reports them (`count:server`).
     pub async fn find_busy_servers(&self, user: &str) -> Result<Vec<(String, i64)>, AgentError> {
-        let answer = self.call(user, "findbusyservers", &[]).await?;
-        Ok(named_numbers(&answer.lines, ':', true))
+        Ok(self.call(user, "findbusyservers", &[]).await?.busy_servers())
     }
 
     /// Session counts per server from `getservers` (`server count`).
     pub async fn get_servers(&self, user: &str) -> Result<Vec<(String, i64)>, AgentError> {
-        let answer = self.call(user, "getservers", &[]).await?;
-        Ok(named_numbers(&answer.lines, ' ', false))
+        Ok(self.call(user, "getservers", &[]).await?.server_counts())
     }
 
     /// `checkload`: `key:value` pairs with numeric values.
     pub async fn check_load(&self) -> Result<Vec<(String, f64)>, AgentError> {
-        let answer = self.call("foo", "checkload", &[]).await?;
-        Ok(named_numbers(&answer.lines, ':', false))
+        Ok(self.call("foo", "checkload", &[]).await?.load_values())
     }
 
     pub async fn available_tasks(&self, user: &str) -> Result<Vec<String>, AgentError> {

@@ -1,0 +1,6 @@
+//! See [`x2gobroker_frontend_fuzz::form`].
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| x2gobroker_frontend_fuzz::form(data));
