@@ -195,10 +195,14 @@ impl Drop for Waiting {
             .helper
             .queued
             .fetch_sub(1, Ordering::Relaxed);
+        // Decided under the lock: `dispatch` grants only while holding it,
+        // so no grant can arrive between the check and the removal (one
+        // would leak its slot for good).
+        let mut state = lock(&self.gate.state);
+        state.remove_waiter(&self.client, self.id);
         if let Ok(trusted) = self.granted.try_recv() {
-            self.gate.release(&self.client, trusted);
-        } else {
-            lock(&self.gate.state).remove_waiter(&self.client, self.id);
+            state.give_back(&self.client, trusted);
+            state.dispatch(self.gate.slots, self.gate.per_client);
         }
     }
 }
