@@ -181,7 +181,8 @@ fn client_address(
         return Ok(sent);
     }
     match (
-        peer.pid.and_then(x2gobroker_sys::sshd_peer::ssh_client_of),
+        peer.pid
+            .and_then(|pid| x2gobroker_sys::sshd_peer::ssh_client_of(pid, peer.uid)),
         without_sshd,
     ) {
         (Some(client), _) => Ok(Some(client)),

@@ -18,7 +18,22 @@ const SSHD_PROGRAMS: [&str; 2] = ["sshd", "sshd-session"];
 
 /// The session's client as SSH_CLIENT spells it ("ADDRESS PORT LOCALPORT"),
 /// or `None` when `pid` does not run under a root-owned sshd.
-pub fn ssh_client_of(pid: i32) -> Option<String> {
+///
+/// `pid` comes from SO_PEERCRED, recorded when the caller connected: it is
+/// only taken as the caller while its real and effective uid are `uid` and
+/// it is the same process (start time) after the walk, so a pid the caller
+/// let go and that the kernel gave to another process (say, a fresh root
+/// sshd for a connection the caller opened) names nobody.
+pub fn ssh_client_of(pid: i32, uid: u32) -> Option<String> {
+    let caller = identity(pid)?;
+    if caller.1 != uid || caller.2 != uid {
+        return None;
+    }
+    let found = walk_to_sshd(pid)?;
+    (identity(pid)? == caller).then_some(found)
+}
+
+fn walk_to_sshd(pid: i32) -> Option<String> {
     let mut current = pid;
     for _ in 0..MAX_DEPTH {
         let (parent, uid) = parent_and_uid(current)?;
@@ -31,6 +46,26 @@ pub fn ssh_client_of(pid: i32) -> Option<String> {
         current = parent;
     }
     None
+}
+
+/// (start time in clock ticks, real uid, effective uid) of `pid`.
+fn identity(pid: i32) -> Option<(u64, u32, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the name: state is the 3rd field, starttime the 22nd.
+    let start = stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mut uids = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .skip(1);
+    let real = uids.next()?.parse().ok()?;
+    let effective = uids.next()?.parse().ok()?;
+    Some((start, real, effective))
 }
 
 /// Parent pid (from /proc/PID/stat, after the parenthesised name, which
@@ -49,7 +84,8 @@ fn is_sshd(pid: i32) -> bool {
     fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
         .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .is_some_and(|name| SSHD_PROGRAMS.contains(&name.as_str()))
+        // After a package upgrade the running binary reads "sshd (deleted)".
+        .is_some_and(|name| SSHD_PROGRAMS.contains(&name.trim_end_matches(" (deleted)")))
 }
 
 /// The remote end of the established TCP connection among `pid`'s
@@ -64,12 +100,18 @@ fn connection_of(pid: i32) -> Option<String> {
             Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
         })
         .collect();
-    ["tcp", "tcp6"].iter().find_map(|table| {
-        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
+    // Exactly one: a PAM or NSS module in the monitor may hold connections
+    // of its own (LDAP, Kerberos), and guessing could hand an ACL their
+    // server's address.
+    let mut peers = ["tcp", "tcp6"].iter().flat_map(|table| {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
         text.lines()
             .skip(1)
-            .find_map(|line| established_peer(line, &inodes))
-    })
+            .filter_map(|line| established_peer(line, &inodes))
+            .collect::<Vec<_>>()
+    });
+    let first = peers.next()?;
+    peers.next().is_none().then_some(first)
 }
 
 /// "sl local rem st ... inode": the peer of an ESTABLISHED (01) entry whose

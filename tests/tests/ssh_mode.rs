@@ -600,7 +600,8 @@ fn a_local_caller_without_sshd_gets_the_documented_address() {
     let record = fs::read_to_string(fx.cookies.join(format!("{}_{cookie}", ALICE.0))).expect("cookie file");
     // Where the tests themselves run in an SSH session, that session's
     // client is the truth for their children too.
-    let session = x2gobroker_sys::sshd_peer::ssh_client_of(std::process::id() as i32);
+    let session =
+        x2gobroker_sys::sshd_peer::ssh_client_of(std::process::id() as i32, nix::unistd::geteuid().as_raw());
     let expected = session
         .as_deref()
         .and_then(|c| c.split(' ').next())
