@@ -236,6 +236,9 @@ async fn run_script(
         .spawn()
         .map_err(|e| format!("cannot start: {e}"))?;
     let group = child.id().map(|id| nix::unistd::Pid::from_raw(id as i32));
+    // A request abandoned mid-run (its deadline, the client gone) drops
+    // this future: kill_on_drop ends the script, this guard its group.
+    let unreaped = GroupKiller(std::sync::atomic::AtomicI32::new(group.map_or(0, |g| g.as_raw())));
     let input = serde_json::to_vec(input).map_err(|e| e.to_string())?;
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let exchange = async {
@@ -253,20 +256,23 @@ async fn run_script(
             }
         };
         let read_err = async {
-            if let Some(s) = stderr {
-                let _ = s.take(MAX_STDERR_LOGGED).read_to_end(&mut err).await;
+            if let Some(mut s) = stderr {
+                let _ = (&mut s).take(MAX_STDERR_LOGGED).read_to_end(&mut err).await;
+                // The rest is read and dropped: a closed pipe would kill a
+                // script that merely logs a lot.
+                let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
             }
         };
         tokio::join!(feed, read_out, read_err);
         let status = child.wait().await;
+        // Reaped: the group id may be reused from now on.
+        unreaped.0.store(0, std::sync::atomic::Ordering::Relaxed);
         (status, out, err)
     };
     let Ok((status, out, err)) = tokio::time::timeout(deadline, exchange).await else {
         // Not reaped yet, so the group is still the script's: it and
         // whatever it started go.
-        if let Some(group) = group {
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        }
+        drop(unreaped);
         return Err(format!("still running after {deadline:?}; killed"));
     };
     let status = status.map_err(|e| format!("cannot wait for it: {e}"))?;
@@ -288,6 +294,23 @@ async fn run_script(
         });
     }
     Ok(out)
+}
+
+/// Kills a script's process group when dropped, unless the script was
+/// reaped (then its group id may already belong to someone else).
+/// (0: none.)
+struct GroupKiller(std::sync::atomic::AtomicI32);
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        let group = self.0.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if group > 0 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 #[cfg(test)]
