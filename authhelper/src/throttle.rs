@@ -93,7 +93,13 @@ impl Throttle {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let exempt = address
             .and_then(|a| a.parse::<IpAddr>().ok())
-            .is_some_and(|ip| self.limits.exempt.iter().any(|net| net.contains(&ip)));
+            // ::ffff:a.b.c.d (dual-stack listeners) is the IPv4 address.
+            .is_some_and(|ip| {
+                self.limits
+                    .exempt
+                    .iter()
+                    .any(|net| net.contains(&ip.to_canonical()))
+            });
         let mut keys = vec![Key::User(user.to_string())];
         if let (Some(address), false) = (address, exempt) {
             let pair = Key::Pair(user.to_string(), address.to_string());
@@ -319,6 +325,14 @@ mod tests {
         assert!(
             t.begin("alice", Some("192.168.1.1"), now).is_err(),
             "the user key holds"
+        );
+        // The same IPv4 address as a dual-stack listener reports it.
+        for _ in 0..5 {
+            fail(&t, "erin", "::ffff:192.168.1.1", now);
+        }
+        assert!(
+            t.begin("erin", Some("::ffff:192.168.1.1"), now).is_ok(),
+            "exempt: only the user key (5 < 6), not the pair's 5"
         );
     }
 
