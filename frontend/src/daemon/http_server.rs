@@ -305,7 +305,11 @@ async fn serve_connection<S>(
     }
     // Finish the request in flight, then close; idle connections close now.
     served.as_mut().graceful_shutdown();
-    if let Err(e) = served.await {
-        log::debug!("connection from {peer}: {e}");
+    // Bounded: a client that never reads its answer must not keep the
+    // descriptor of a connection that no longer counts against the limits.
+    match tokio::time::timeout(front.limits.request_timeout + keepalive, served).await {
+        Ok(Err(e)) => log::debug!("connection from {peer}: {e}"),
+        Ok(Ok(())) => {}
+        Err(_) => log::debug!("connection from {peer}: closed while still busy after shutdown"),
     }
 }
