@@ -1,5 +1,5 @@
 //! An Xvfb display of a test's own. `-displayfd` lets the X server pick a
-//! free number (it also clears locks left by dead servers), and the server
+//! free number (one without a lock file), and the server
 //! is stopped with SIGTERM so it removes its own lock file and socket;
 //! numbers picked by hand ran out on machines where killed servers had left
 //! their locks behind.
