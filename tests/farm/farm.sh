@@ -19,7 +19,10 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 FARM_DIR=${FARM_DIR:-/var/tmp/x2gofarm}
 FARM_SERVERS=${FARM_SERVERS:-3}
 FARM_SSH_PORT=${FARM_SSH_PORT:-2222}
-FARM_PG_PORT=${FARM_PG_PORT:-55432}
+# Below the kernel's ephemeral range (32768-60999 by default): a fixed port in
+# that range can be held by any outgoing connection or port-0 listener of an
+# earlier test, and then PostgreSQL cannot bind it.
+FARM_PG_PORT=${FARM_PG_PORT:-25432}
 FARM_ADDR_BASE=${FARM_ADDR_BASE:-127.0.0.1}   # server N listens on ${FARM_ADDR_BASE}N (127.0.0.11, ...)
 FARM_NAME_PREFIX=${FARM_NAME_PREFIX:-xfarm}
 BROKER_USER=${X2GOBROKER_AGENT_USER:-x2gobroker}
@@ -165,6 +168,12 @@ pg_start() {
   install -d -o postgres -g postgres -m 700 "$pg/run"
   if runuser -u postgres -- "$bin/pg_ctl" -D "$pg/data" status >/dev/null 2>&1; then
     return 0
+  fi
+  local holder
+  holder=$(ss -Htanp exclude time-wait "( sport = :$FARM_PG_PORT )" src 127.0.0.1 2>/dev/null || true)
+  if [ -n "$holder" ]; then
+    die "127.0.0.1:$FARM_PG_PORT is already in use, PostgreSQL cannot listen there (set FARM_PG_PORT):
+$holder"
   fi
   log "starting PostgreSQL on 127.0.0.1:$FARM_PG_PORT"
   runuser -u postgres -- "$bin/pg_ctl" -D "$pg/data" -l "$pg/postgres.log" -w -t "$DEADLINE" \

@@ -377,7 +377,7 @@ mod tests {
             known_hosts=/f/known_hosts\n\
             known_hosts_without=xfarm2 path=/f/kh.without-xfarm2 broker_home=/f/bh/without-xfarm2\n\
             broker_user=x2gobroker\nbroker_home=/var/lib/x2gobroker\n\
-            broker_key=/var/lib/x2gobroker/.ssh/id_rsa\npostgres=127.0.0.1:55432\n\
+            broker_key=/var/lib/x2gobroker/.ssh/id_rsa\npostgres=127.0.0.1:25432\n\
             users=xbt-alice,xbt-bob\nstate=up\n";
         let f = Farm::parse(Path::new("/x/farm.sh"), summary).unwrap();
         assert_eq!(f.servers.len(), 3);
