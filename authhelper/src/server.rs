@@ -25,6 +25,7 @@ use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
 use x2gobroker_protocol::{
     AuthRequest, ErrorKind, ErrorReply, FrameError, Request, Response, PROTOCOL_VERSION,
 };
+use x2gobroker_sys::client_net::client_unit_key;
 use x2gobroker_sys::keyed_slots::{FairQueue, KeyedSlots};
 use x2gobroker_sys::peer::PeerCredentials;
 
@@ -403,7 +404,11 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
     let _in_flight = state.stats.in_flight();
     let deadline = Instant::now() + state.pam_timeout;
     let mut keys = vec![format!("user {user}")];
-    keys.extend(client_address.as_ref().map(|a| format!("address {a}")));
+    keys.extend(
+        client_address
+            .as_deref()
+            .map(|a| format!("address {}", client_unit_key(a))),
+    );
     let Ok(turn) = tokio::time::timeout_at(deadline.into(), state.pam_turns.turn(keys)).await else {
         audit("unavailable (no PAM thread free in time)");
         return error(ErrorKind::Unavailable, "too many authentications in progress");

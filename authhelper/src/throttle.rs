@@ -17,6 +17,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use x2gobroker_sys::client_net::client_unit_key;
+
 /// Bound on remembered keys; idle, decayed entries are pruned first.
 const MAX_KEYS: usize = 65536;
 
@@ -102,11 +104,13 @@ impl Throttle {
             });
         let mut keys = vec![Key::User(user.to_string())];
         if let (Some(address), false) = (address, exempt) {
-            let pair = Key::Pair(user.to_string(), address.to_string());
+            // One client is an IPv4 address or an IPv6 /64.
+            let address = client_unit_key(address);
+            let pair = Key::Pair(user.to_string(), address.clone());
             let good_until = entries.get(&pair).and_then(|e| e.good_until);
             keys = match good_until.is_some_and(|until| until > now) {
                 true => vec![pair],
-                false => vec![pair, keys.remove(0), Key::Address(address.to_string())],
+                false => vec![pair, keys.remove(0), Key::Address(address)],
             };
         }
         for key in &keys {
@@ -274,6 +278,37 @@ mod tests {
             .err()
             .expect("address-wide");
         assert_eq!(refused.scope, "address, all users");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64_whatever_address_it_rotates_to() {
+        let t = throttle(&[]);
+        let now = Instant::now();
+        for i in 0..3 {
+            fail(&t, "alice", &format!("2001:db8:5:6::{i:x}"), now);
+        }
+        let refused = t
+            .begin("alice", Some("2001:db8:5:6:ffff::1"), now)
+            .err()
+            .expect("same /64");
+        assert_eq!(refused.scope, "user at this address");
+        for i in 0..8 {
+            fail(
+                &t,
+                &format!("user{i}"),
+                &format!("2001:db8:7:8::{:x}", 0x100 + i),
+                now,
+            );
+        }
+        let refused = t
+            .begin("carol", Some("2001:db8:7:8::abcd"), now)
+            .err()
+            .expect("spraying from one /64");
+        assert_eq!(refused.scope, "address, all users");
+        assert!(
+            t.begin("carol", Some("2001:db8:7:9::1"), now).is_ok(),
+            "the next /64 is another client"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! * [`keyed_slots`]: bounded slots per key (fair limits);
 //! * [`sshd_peer`]: the client of the SSH session a process runs in;
 //! * [`cli_values`]: shared command-line value parsers;
+//! * [`client_net`]: what counts as one client (an IPv4 address, an IPv6 /64);
 //! * [`files`]: root-owned files and directories nobody else can change;
 //! * [`docs`]: `--generate-man` / `--generate-completions` from a clap
 //!   definition (the installer's program contract).
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod cli_values;
+pub mod client_net;
 pub mod docs;
 pub mod files;
 pub mod keyed_slots;

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::rustls;
 use warp::http::{Request, Response, StatusCode};
 use warp::hyper::Body;
+use x2gobroker_sys::client_net::client_unit;
 
 /// Bound for finishing requests in flight after SIGTERM (systemd's stop
 /// timeout is 90 s by default).
@@ -120,7 +121,7 @@ async fn accept_loop(
             }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let admitted = match front.admission.admit(peer.ip()) {
+        let admitted = match front.admission.admit(client_unit(peer.ip())) {
             Ok(a) => a,
             Err(refusal) => {
                 let counter = match refusal {
