@@ -7,7 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential pkg-config libpam0g-dev libclang-dev libpam-modules passwd login
-  openssh-server openssh-client systemd procps iproute2 curl
+  openssh-server openssh-client systemd procps iproute2 curl openssl
   python3-x2gobroker x2gobroker x2gobroker-daemon x2gobroker-authservice x2gobroker-ssh
   x2gobroker-loadchecker
   pyhoca-cli wrk hyperfine

@@ -1,7 +1,7 @@
 //! A private redis-server for one test: its own directory, a loopback port
 //! and a Unix socket, no persistence; never the packaged service.
 
-use crate::support::{free_port, wait_until, TestDir};
+use crate::support::{free_port, make_cert, wait_until, CertFiles, TestDir};
 use std::process::{Child, Command, Stdio};
 
 pub struct RedisServer {
@@ -10,6 +10,8 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Append-only file on (every write synced): a restart keeps the data.
     persistent: bool,
+    /// TLS only on `port` (no plain TCP), with this self-signed certificate.
+    tls: Option<CertFiles>,
 }
 
 impl RedisServer {
@@ -22,15 +24,44 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// TLS only on `port` (plain TCP off; the Unix socket stays plain),
+    /// with a self-signed certificate for IP 127.0.0.1: [`Self::tls_cert`].
+    pub fn start_tls() -> RedisServer {
+        let dir = TestDir::new("redis");
+        let cert = make_cert(
+            dir.root(),
+            &[
+                "subjectAltName=IP:127.0.0.1",
+                "basicConstraints=critical,CA:FALSE",
+            ],
+        )
+        .expect("openssl (scripts/setup-test-env.sh installs it)");
+        let mut server = RedisServer {
+            dir,
+            port: free_port(),
+            child: None,
+            persistent: false,
+            tls: Some(cert),
+        };
+        server.run();
+        server
+    }
+
     fn start_with(persistent: bool) -> RedisServer {
         let mut server = RedisServer {
             dir: TestDir::new("redis"),
             port: free_port(),
             child: None,
             persistent,
+            tls: None,
         };
         server.run();
         server
+    }
+
+    /// The TLS server's certificate (its own CA), if it runs TLS.
+    pub fn tls_cert(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|c| c.cert.as_path())
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -44,8 +75,19 @@ impl RedisServer {
     }
 
     fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .arg("--unixsocket")
             .arg(self.dir.path("redis.sock"))
             .args(["--unixsocketperm", "777", "--save", ""])
@@ -59,8 +101,10 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server (scripts/setup-test-env.sh installs it)");
         self.child = Some(child);
-        let port = self.port;
-        wait_until("redis-server answering", || ping(port));
+        // The Unix socket is plain either way, and redis-server opens all
+        // its listeners before it serves any.
+        let socket = self.dir.path("redis.sock");
+        wait_until("redis-server answering", || ping(&socket));
     }
 
     /// Stops the server (SIGKILL: whatever it held is gone).
@@ -94,7 +138,8 @@ impl RedisServer {
     /// One command through redis-cli, its output trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+            .arg("-s")
+            .arg(self.dir.path("redis.sock"))
             .args(args)
             .output()
             .expect("redis-cli");
@@ -102,9 +147,9 @@ impl RedisServer {
     }
 }
 
-fn ping(port: u16) -> bool {
+fn ping(socket: &std::path::Path) -> bool {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
         return false;
     };
     let mut buf = [0u8; 16];

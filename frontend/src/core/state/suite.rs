@@ -294,6 +294,49 @@ async fn redis_store_passes_the_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_over_tls_passes_the_suite() {
+    let server = RedisServer::start_tls();
+    let ca = server.tls_cert().expect("a TLS server").to_owned();
+    let nowhere = std::path::Path::new("/nonexistent");
+    let config = |url: String, tls_ca_file: Option<std::path::PathBuf>| StoreConfig {
+        url,
+        key_prefix: "xrd-tls:".into(),
+        password_file: None,
+        tls_ca_file,
+    };
+    let tls_url = format!("rediss://127.0.0.1:{}/0", server.port);
+    store_suite(Store::open(&config(tls_url.clone(), Some(ca)), nowhere, nowhere).unwrap()).await;
+    // The server's certificate is checked: the system's CAs do not know it,
+    // and another certificate as the CA does not vouch for it.
+    let untrusted = Store::open(&config(tls_url.clone(), None), nowhere, nowhere).unwrap();
+    assert!(matches!(
+        untrusted.health().await,
+        Err(StateError::Unavailable(_))
+    ));
+    let other_dir = server.dir.path("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = x2gobroker_systemtests::support::make_cert(
+        &other_dir,
+        &[
+            "subjectAltName=IP:127.0.0.1",
+            "basicConstraints=critical,CA:FALSE",
+        ],
+    )
+    .unwrap()
+    .cert;
+    let wrong_ca = Store::open(&config(tls_url, Some(other)), nowhere, nowhere).unwrap();
+    assert!(matches!(wrong_ca.health().await, Err(StateError::Unavailable(_))));
+    // Plain TCP to the TLS port is no connection either.
+    let plain = Store::open(
+        &config(format!("redis://127.0.0.1:{}/0", server.port), None),
+        nowhere,
+        nowhere,
+    )
+    .unwrap();
+    assert!(matches!(plain.health().await, Err(StateError::Unavailable(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_fails_clearly_and_recovers() {
     let mut server = RedisServer::start();
     let store = redis_store(server.url(), "xrd-outage:");
