@@ -24,6 +24,11 @@ fn program(name: &str) -> PathBuf {
 
 /// One POST; (status, body). Errors are connection failures.
 fn post(port: u16, body: &str) -> std::io::Result<(u16, String)> {
+    post_with_head(port, body).map(|(status, _, body)| (status, body))
+}
+
+/// One POST; (status, header lines, body).
+fn post_with_head(port: u16, body: &str) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -39,11 +44,8 @@ fn post(port: u16, body: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not HTTP: {answer:?}")))?;
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer.as_str(), ""));
+    Ok((status, head.to_owned(), body.to_owned()))
 }
 
 fn authid(body: &str) -> Option<String> {
@@ -92,6 +94,11 @@ impl Drop for Site {
 
 impl Site {
     fn start(tag: &str, persistent_redis: bool) -> Site {
+        Self::start_with(tag, persistent_redis, "")
+    }
+
+    /// With `extra_global` lines in `[global]`.
+    fn start_with(tag: &str, persistent_redis: bool, extra_global: &str) -> Site {
         require_root("the brokers deploy auto-login keys for a test user through the agent");
         let dir = TestDir::new(tag);
         let redis = if persistent_redis {
@@ -118,7 +125,7 @@ impl Site {
             format!(
                 "[global]\ndefault-auth-mech = none\ndefault-portscan-x2goservers = false\n\
                  state-store = {}\nstate-store-key-prefix = {tag}:\n\
-                 cookie-directory = {}\nkey-removal-directory = {}\n",
+                 cookie-directory = {}\nkey-removal-directory = {}\n{extra_global}",
                 redis.url(),
                 dir.path("cookies-not-used").display(),
                 dir.path("removals-not-used").display()
@@ -551,4 +558,31 @@ fn ssh_mode_reports_an_unreachable_store_and_exits_non_zero() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(out.stderr.contains("the state store is unavailable"), "{out:?}");
+}
+
+#[test]
+fn selectsession_with_the_store_down_answers_503_and_deploys_no_key() {
+    // No password or cookie required: the access check needs no state, so
+    // the store is first needed to keep the auto-login key's removal.
+    let mut site = Site::start_with("xrd-ha-down", false, "require-password = false\n");
+    let broker = site.brokers[0].port;
+    let (status, body) = post(broker, &format!("user={KEY_USER}&task=selectsession&sid=p1")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(site.agent_calls("addauthkey"), 1, "store up: a key is deployed");
+    site.redis.stop();
+    let (status, head, _) =
+        post_with_head(broker, &format!("user={KEY_USER}&task=selectsession&sid=p1")).unwrap();
+    assert_eq!(status, 503, "the state store is down: try again later, not 500");
+    assert!(
+        head.lines().any(|l| l.eq_ignore_ascii_case("retry-after: 5")),
+        "{head}"
+    );
+    assert_eq!(
+        site.agent_calls("addauthkey"),
+        1,
+        "no key deployed whose removal cannot be kept"
+    );
+    // Requests that need no state still work.
+    let (status, _) = post(broker, &format!("user={KEY_USER}&task=listsessions")).unwrap();
+    assert_eq!(status, 200);
 }

@@ -17,6 +17,7 @@ use crate::core::profiles::{self, Profile, ProfileSet};
 use crate::core::scripts::{self, Changes, ScriptInput, Stage};
 use crate::core::select::{self, AgentQuery, AgentQueryMode, SelectOptions, Selected, TcpPortScanner};
 use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
+use crate::core::state::StateError;
 use rand::seq::SliceRandom;
 use std::cell::OnceCell;
 use std::net::IpAddr;
@@ -115,9 +116,23 @@ impl From<StoreUnavailable> for AccessUndecided {
     }
 }
 
-/// A task could not be carried out (answered with 500, as the original).
+/// A task could not be carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskFailed;
+pub enum TaskFailed {
+    /// Answered with 500, as the original.
+    Failed,
+    /// The state store is down: nothing was done, try again later (503).
+    StoreUnavailable,
+}
+
+impl TaskFailed {
+    pub fn http_status(self) -> u16 {
+        match self {
+            TaskFailed::Failed => 500,
+            TaskFailed::StoreUnavailable => 503,
+        }
+    }
+}
 
 /// What a task needs after access was granted.
 pub struct TaskContext<'a> {
@@ -183,7 +198,7 @@ pub fn visible_inifile_profiles<'a>(
 ) -> Result<Vec<Listed<'a>>, TaskFailed> {
     if let Some(e) = set.profiles.iter().find_map(|p| p.error.as_ref()) {
         log::error!("cannot list profiles: {e}");
-        return Err(TaskFailed);
+        return Err(TaskFailed::Failed);
     }
     let groups = OnceCell::new();
     let visible: Vec<&Profile> = set
@@ -197,7 +212,7 @@ pub fn visible_inifile_profiles<'a>(
         .collect();
     if let Some(e) = visible.iter().find_map(|p| p.visible_error.as_ref()) {
         log::error!("cannot list profiles: {e}");
-        return Err(TaskFailed);
+        return Err(TaskFailed::Failed);
     }
     Ok(visible
         .into_iter()
@@ -408,7 +423,7 @@ impl TaskContext<'_> {
                 Ok(pair) => (pair.authorized_line, Some(pair.private_key)),
                 Err(e) => {
                     log::error!("auto-login: cannot make a key pair: {e}");
-                    return Err(TaskFailed);
+                    return Err(TaskFailed::Failed);
                 }
             }
         } else {
@@ -442,7 +457,10 @@ impl TaskContext<'_> {
             };
             if let Err(e) = store.schedule_removal(&removal).await {
                 log::error!("auto-login: cannot keep the key's removal, no key is deployed: {e}");
-                return Err(TaskFailed);
+                return Err(match e {
+                    StateError::Unavailable(_) => TaskFailed::StoreUnavailable,
+                    StateError::Failed(_) => TaskFailed::Failed,
+                });
             }
             key_removals::ensure_runner(store, &self.broker.env);
             match agent.add_authorized_key(login, &line, keys_file).await {
@@ -453,7 +471,7 @@ impl TaskContext<'_> {
                         agent.describe(),
                         shown(login)
                     );
-                    return Err(TaskFailed);
+                    return Err(TaskFailed::Failed);
                 }
             }
         }
@@ -554,7 +572,7 @@ impl TaskContext<'_> {
         };
         if profile.select_error {
             log::error!("selectsession: profile {} is not usable", profile.id);
-            return Err(TaskFailed);
+            return Err(TaskFailed::Failed);
         }
         // selectsession applies the profile's ACLs (ARCHITECTURE.md D: selectsession ACLs).
         let include_primary = !self.broker.global.ignore_primary_group_memberships;
@@ -599,7 +617,7 @@ impl TaskContext<'_> {
             .await
             .map_err(|e| {
                 log::error!("selectsession: {}", e.0);
-                TaskFailed
+                TaskFailed::Failed
             })?;
         let autologin = profile
             .broker
@@ -627,7 +645,7 @@ impl TaskContext<'_> {
                         "selectsession for user {} refused: {why}",
                         shown(&self.fields.user)
                     );
-                    return Err(TaskFailed);
+                    return Err(TaskFailed::Failed);
                 }
             }
         }

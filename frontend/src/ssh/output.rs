@@ -6,7 +6,9 @@ use crate::core::backend::Backend;
 use crate::core::broker::Broker;
 use crate::core::scripts;
 use crate::core::setpass::{self, SetpassOutcome, SetpassRequest};
-use crate::core::tasks::{check_access_with_scripts, AccessUndecided, Fields, ProfileList, TaskContext};
+use crate::core::tasks::{
+    check_access_with_scripts, AccessUndecided, Fields, ProfileList, TaskContext, TaskFailed,
+};
 use std::net::IpAddr;
 use x2gobroker_protocol::Password;
 
@@ -115,10 +117,12 @@ pub async fn render(broker: &Broker, task: &Task<'_>) -> Result<String, TaskErro
             }
         }
         "selectsession" if !fields.profile_id.is_empty() => {
-            let selected = ctx
-                .select()
-                .await
-                .map_err(|_| TaskError("cannot select a server; see the log".into()))?;
+            let selected = ctx.select().await.map_err(|e| match e {
+                TaskFailed::StoreUnavailable => TaskError(
+                    "cannot select a server: the state store is unavailable; try again later".into(),
+                ),
+                TaskFailed::Failed => TaskError("cannot select a server; see the log".into()),
+            })?;
             out.push_str(&format!("SERVER:{}:{}\n", selected.server, selected.port));
             if let Some(key) = &selected.private_key {
                 out.push_str(key);

@@ -22,7 +22,7 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
         "testcon" => return Reply::ok(TEXT_JSON, String::new()),
         "listprofiles" => {
             let profiles = match ctx.visible_profiles_with_sessions().await {
-                Err(_) => return Reply::error(500),
+                Err(e) => return Reply::error(e.http_status()),
                 Ok(list) => list,
             };
             payload.raw("profiles", profiles_object(&profiles, user));
@@ -31,7 +31,7 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
             let mut selected = Object::new(1);
             if !ctx.fields.profile_id.is_empty() {
                 match ctx.select().await {
-                    Err(_) => return Reply::error(500),
+                    Err(e) => return Reply::error(e.http_status()),
                     Ok(sel) => {
                         selected.str("server", &sel.server);
                         selected.str("port", &sel.port.to_string());

@@ -26,6 +26,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 pub const TEXT_JSON: &str = "text/json; charset=utf-8";
 pub const TEXT_HTML: &str = "text/html; charset=UTF-8";
+/// `Retry-After` of a 503 answer, in seconds.
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// A finished answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,10 @@ impl Reply {
         }
         if let Some(challenge) = self.www_authenticate {
             builder = builder.header("WWW-Authenticate", challenge);
+        }
+        // Every 503 is passing (state store down, overload): say when to retry.
+        if self.status == 503 {
+            builder = builder.header("Retry-After", RETRY_AFTER_SECS.to_string());
         }
         builder
             .body(Body::from(self.body))

@@ -16,11 +16,11 @@ pub async fn respond(ctx: &TaskContext<'_>) -> Reply {
     match ctx.fields.task.as_str() {
         "testcon" => return Reply::ok(TEXT_PLAIN, "OK".into()),
         "listsessions" => match ctx.visible_profiles_with_sessions().await {
-            Err(_) => return Reply::error(500),
+            Err(e) => return Reply::error(e.http_status()),
             Ok(list) => profile_listing(&mut out, &list, user),
         },
         "selectsession" if !ctx.fields.profile_id.is_empty() => match ctx.select().await {
-            Err(_) => return Reply::error(500),
+            Err(e) => return Reply::error(e.http_status()),
             Ok(sel) => {
                 out.push_str(&format!("SERVER:{}:{}\n", sel.server, sel.port));
                 if let Some(key) = &sel.private_key {
