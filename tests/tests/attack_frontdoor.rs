@@ -459,3 +459,68 @@ fn the_metrics_endpoint_counts_requests_auth_and_connections() {
         assert!(status.contains(sample), "missing {sample:?} in:\n{status}");
     }
 }
+
+#[test]
+fn reloaded_limits_apply_to_the_next_connection() {
+    require_root("the daemon's start-up checks run as root");
+    let metrics_port = free_port();
+    let metrics = format!("metrics-listen = 127.0.0.1:{metrics_port}\n");
+    let broker = Broker::start(
+        "xfd-reload",
+        Path::new("/nonexistent/helper.sock"),
+        &format!("{metrics}max-connections-per-client = 2\n"),
+        None,
+    );
+    let evicted = || {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-m", "20"])
+            .arg(format!("http://127.0.0.1:{metrics_port}/metrics"));
+        let text = String::from_utf8_lossy(&run_to_exit(curl).stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("x2gobroker_connections_closed_total{reason=\"evicted_idle\"} "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no evicted_idle count in:\n{text}"))
+    };
+    // An answered request proves every earlier connection was admitted
+    // (one listener, accepted in order).
+    let answered = || post_from(Ipv4Addr::LOCALHOST, broker.port, "/", "", DEADLINE);
+    let local = Ipv4Addr::LOCALHOST;
+    let mut first = connect_from(local, broker.port).expect("connect");
+    let _second = connect_from(local, broker.port).expect("connect");
+    // A third connection from the same client makes room: the oldest idle goes.
+    assert!(!answered().is_empty());
+    let _ = first.set_read_timeout(Some(DEADLINE));
+    assert_eq!(
+        first.read(&mut [0u8; 1]).ok(),
+        Some(0),
+        "the oldest idle connection was closed"
+    );
+    // (The start-up probe's connection may have been evicted too.)
+    let evicted_before = evicted();
+    assert!(evicted_before >= 1);
+
+    let config = broker.dir.path("x2gobroker.conf");
+    let text = fs::read_to_string(&config).expect("config");
+    fs::write(
+        &config,
+        text.replace("max-connections-per-client = 2", "max-connections-per-client = 8"),
+    )
+    .expect("rewrite config");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(broker.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    wait_until("the reload to be logged", || {
+        broker.log().contains("reload: front-end limits: ")
+    });
+    let _more: Vec<TcpStream> = (0..4)
+        .map(|_| connect_from(local, broker.port).expect("connect"))
+        .collect();
+    assert!(!answered().is_empty());
+    assert_eq!(
+        evicted(),
+        evicted_before,
+        "room for 8 per client now: nobody evicted"
+    );
+}

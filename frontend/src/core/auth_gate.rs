@@ -12,7 +12,7 @@
 //! already handed to it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -53,8 +53,9 @@ struct State {
 
 pub struct AuthGate {
     state: Mutex<State>,
-    slots: usize,
-    per_client: usize,
+    /// Bounds; a reload may change them (calls in flight keep their slots).
+    slots: AtomicUsize,
+    per_client: AtomicUsize,
 }
 
 /// A slot; dropping it hands the slot to the next waiter.
@@ -72,10 +73,12 @@ impl Drop for Slot {
 
 static GATE: OnceLock<Arc<AuthGate>> = OnceLock::new();
 
-/// Sets the process-wide gate (the daemon, at start-up); later calls and
-/// programs that never call it get the default bounds.
+/// Sets the process-wide gate's bounds (the daemon, at start-up and on a
+/// reload); programs that never call it get the default bounds.
 pub fn configure(slots: usize, per_client: usize) {
-    let _ = GATE.set(AuthGate::new(slots, per_client));
+    if GATE.set(AuthGate::new(slots, per_client)).is_err() {
+        gate().set_bounds(slots, per_client);
+    }
 }
 
 pub fn gate() -> Arc<AuthGate> {
@@ -202,7 +205,7 @@ impl Drop for Waiting {
         state.remove_waiter(&self.client, self.id);
         if let Ok(trusted) = self.granted.try_recv() {
             state.give_back(&self.client, trusted);
-            state.dispatch(self.gate.slots, self.gate.per_client);
+            self.gate.dispatch(&mut state);
         }
     }
 }
@@ -211,9 +214,24 @@ impl AuthGate {
     pub fn new(slots: usize, per_client: usize) -> Arc<AuthGate> {
         Arc::new(AuthGate {
             state: Mutex::new(State::default()),
-            slots: slots.max(1),
-            per_client: per_client.max(1),
+            slots: AtomicUsize::new(slots.max(1)),
+            per_client: AtomicUsize::new(per_client.max(1)),
         })
+    }
+
+    /// New bounds (a reload); waiters that now have room go ahead.
+    pub fn set_bounds(&self, slots: usize, per_client: usize) {
+        let mut state = lock(&self.state);
+        self.slots.store(slots.max(1), Ordering::Relaxed);
+        self.per_client.store(per_client.max(1), Ordering::Relaxed);
+        self.dispatch(&mut state);
+    }
+
+    fn dispatch(&self, state: &mut State) {
+        state.dispatch(
+            self.slots.load(Ordering::Relaxed),
+            self.per_client.load(Ordering::Relaxed),
+        );
     }
 
     /// Waits for a slot for a call from `client` (its address, or "-").
@@ -231,7 +249,7 @@ impl AuthGate {
                 .entry(client.to_owned())
                 .or_default()
                 .push_back(Waiter { id, granted: tx });
-            state.dispatch(self.slots, self.per_client);
+            self.dispatch(&mut state);
             id
         };
         crate::core::stats::STATS
@@ -272,7 +290,7 @@ impl AuthGate {
     fn release(&self, client: &str, trusted: bool) {
         let mut state = lock(&self.state);
         state.give_back(client, trusted);
-        state.dispatch(self.slots, self.per_client);
+        self.dispatch(&mut state);
     }
 
     /// Records the outcome of an address's attempt (its class for the
@@ -360,5 +378,24 @@ mod tests {
         assert_eq!(gate.in_flight(), 0);
         let _again = gate.acquire("c").await;
         assert_eq!(gate.in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn raised_bounds_let_waiters_go_ahead() {
+        let gate = AuthGate::new(1, 1);
+        let _held = gate.acquire("a").await;
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.acquire("b").await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one slot, held");
+        // Three slots: one kept for returning addresses, two for the rest.
+        gate.set_bounds(3, 1);
+        let _second = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("granted once there is room")
+            .expect("the waiter");
+        assert_eq!(gate.in_flight(), 2);
     }
 }

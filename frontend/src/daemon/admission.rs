@@ -129,8 +129,9 @@ impl Refusal {
 
 pub struct Admission {
     state: Mutex<State>,
-    max: usize,
-    per_client: usize,
+    /// Limits; a reload may change them (held connections stay).
+    max: AtomicUsize,
+    per_client: AtomicUsize,
 }
 
 /// A held connection's place; dropping it frees the place.
@@ -162,9 +163,15 @@ impl Admission {
     pub fn new(max: usize, per_client: usize) -> Arc<Admission> {
         Arc::new(Admission {
             state: Mutex::new(State::default()),
-            max: max.max(1),
-            per_client: per_client.max(1),
+            max: AtomicUsize::new(max.max(1)),
+            per_client: AtomicUsize::new(per_client.max(1)),
         })
+    }
+
+    /// New limits (a reload); they apply from the next connection on.
+    pub fn set_limits(&self, max: usize, per_client: usize) {
+        self.max.store(max.max(1), Ordering::Relaxed);
+        self.per_client.store(per_client.max(1), Ordering::Relaxed);
     }
 
     pub fn open(&self) -> usize {
@@ -174,13 +181,17 @@ impl Admission {
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
         let mut state = lock(&self.state);
         let mut evicted = 0;
-        if state.per_ip.get(&ip).copied().unwrap_or(0) >= self.per_client {
+        let (max, per_client) = (
+            self.max.load(Ordering::Relaxed),
+            self.per_client.load(Ordering::Relaxed),
+        );
+        if state.per_ip.get(&ip).copied().unwrap_or(0) >= per_client {
             if !state.evict_oldest_idle(Some(ip)) {
                 return Err(Refusal::PerClient);
             }
             evicted += 1;
         }
-        if state.live >= self.max {
+        if state.live >= max {
             if !state.evict_oldest_idle(None) {
                 return Err(Refusal::Overall);
             }

@@ -52,14 +52,18 @@ pub async fn serve(
     listeners: Vec<std::net::TcpListener>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Shared,
-    limits: FrontendLimits,
+    limits: watch::Receiver<FrontendLimits>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<bool, String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; recv() yields None once all ended.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let admission = {
+        let l = limits.borrow();
+        Admission::new(l.max_connections, l.max_connections_per_client)
+    };
     let front = Arc::new(FrontDoor {
-        admission: Admission::new(limits.max_connections, limits.max_connections_per_client),
+        admission,
         limits,
         tls,
         shared,
@@ -90,7 +94,8 @@ pub async fn serve(
 /// What every connection task shares.
 struct FrontDoor {
     admission: Arc<Admission>,
-    limits: FrontendLimits,
+    /// The limits in force; each connection takes a copy when accepted.
+    limits: watch::Receiver<FrontendLimits>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Shared,
 }
@@ -121,6 +126,11 @@ async fn accept_loop(
             }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
+        // The limits in force now (a reload may have changed them).
+        let limits = front.limits.borrow().clone();
+        front
+            .admission
+            .set_limits(limits.max_connections, limits.max_connections_per_client);
         let admitted = match front.admission.admit(client_unit(peer.ip())) {
             Ok(a) => a,
             Err(refusal) => {
@@ -159,13 +169,13 @@ async fn accept_loop(
             let ticket = admitted.ticket;
             let connection = ticket.connection.clone();
             match front.tls.clone() {
-                None => serve_connection(stream, peer, &front, connection, stop).await,
+                None => serve_connection(stream, peer, &front, &limits, connection, stop).await,
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     tokio::select! {
-                        r = tokio::time::timeout(front.limits.header_read_timeout, handshake) => match r {
+                        r = tokio::time::timeout(limits.header_read_timeout, handshake) => match r {
                             Ok(Ok(tls_stream)) => {
-                                serve_connection(tls_stream, peer, &front, connection, stop).await
+                                serve_connection(tls_stream, peer, &front, &limits, connection, stop).await
                             }
                             Ok(Err(e)) => log::debug!("TLS handshake with {peer} failed: {e}"),
                             Err(_) => log::debug!("TLS handshake with {peer} timed out"),
@@ -223,6 +233,7 @@ async fn serve_connection<S>(
     io: S,
     peer: SocketAddr,
     front: &FrontDoor,
+    limits: &FrontendLimits,
     connection: Arc<Connection>,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -230,21 +241,21 @@ async fn serve_connection<S>(
 {
     use warp::hyper::service::Service as _;
     let routes = warp::service(crate::web::routes_for_peer(front.shared.clone(), Some(peer)));
-    let limits = front.limits.clone();
+    let request_limits = (limits.body_read_timeout, limits.request_timeout);
     let in_request = connection.clone();
     let service = warp::hyper::service::service_fn(move |request: Request<Body>| {
         let mut routes = routes.clone();
         let connection = in_request.clone();
-        let limits = limits.clone();
+        let (body_read_timeout, request_timeout) = request_limits;
         async move {
             let _busy = connection.request();
             let (parts, body) = request.into_parts();
-            let body = match read_body(body, limits.body_read_timeout).await {
+            let body = match read_body(body, body_read_timeout).await {
                 Ok(b) => b,
                 Err(status) => return Ok::<_, std::convert::Infallible>(transport_error(status)),
             };
             let answer = routes.call(Request::from_parts(parts, body));
-            match tokio::time::timeout(limits.request_timeout, answer).await {
+            match tokio::time::timeout(request_timeout, answer).await {
                 Ok(Ok(response)) => Ok(response),
                 Ok(Err(never)) => match never {},
                 Err(_) => {
@@ -260,13 +271,13 @@ async fn serve_connection<S>(
     let mut http = warp::hyper::server::conn::Http::new();
     http.http1_only(true)
         .http1_keep_alive(true)
-        .http1_header_read_timeout(front.limits.header_read_timeout);
+        .http1_header_read_timeout(limits.header_read_timeout);
     let served = http.serve_connection(io, service);
     tokio::pin!(served);
     if *stop.borrow() {
         served.as_mut().graceful_shutdown();
     }
-    let keepalive = front.limits.keepalive_timeout;
+    let keepalive = limits.keepalive_timeout;
     loop {
         // Idle since the last request ended (or the accept): closed at
         // the keep-alive deadline; busy: checked again later.
@@ -308,7 +319,7 @@ async fn serve_connection<S>(
     served.as_mut().graceful_shutdown();
     // Bounded: a client that never reads its answer must not keep the
     // descriptor of a connection that no longer counts against the limits.
-    match tokio::time::timeout(front.limits.request_timeout + keepalive, served).await {
+    match tokio::time::timeout(limits.request_timeout + keepalive, served).await {
         Ok(Err(e)) => log::debug!("connection from {peer}: {e}"),
         Ok(Ok(())) => {}
         Err(_) => log::debug!("connection from {peer}: closed while still busy after shutdown"),

@@ -3,9 +3,10 @@
 //! per client address, how long it waits for a request's header and body,
 //! how long an idle keep-alive connection stays open, how long one request
 //! may take, and how many PAM calls it sends to the helper at once. Read at
-//! start-up (a reload does not change them), checked against the process's
-//! descriptor limit so that clients can never take the descriptors the
-//! daemon needs to reach the helper, agents and its log.
+//! start-up and on every reload (`metrics-listen` only at start-up),
+//! checked against the process's descriptor limit so that clients can
+//! never take the descriptors the daemon needs to reach the helper, agents
+//! and its log.
 
 use crate::core::config::ConfigFile;
 use std::net::SocketAddr;
@@ -56,6 +57,27 @@ impl Default for FrontendLimits {
             metrics_listen: None,
         }
     }
+}
+
+/// The limits in force. Each connection takes a copy when it is accepted;
+/// a reload publishes new ones ([`publish`]).
+pub type LiveLimits = tokio::sync::watch::Sender<FrontendLimits>;
+
+/// Puts reloaded limits in force: new connections and PAM calls get them,
+/// connections already open keep theirs. `metrics-listen` needs a restart.
+pub fn publish(live: &LiveLimits, mut new: FrontendLimits) {
+    let old = live.borrow().clone();
+    if new.metrics_listen != old.metrics_listen {
+        log::warn!("metrics-listen changed: it takes effect when the daemon is restarted");
+        new.metrics_listen = old.metrics_listen;
+    }
+    let (level, line) = new.fit_descriptor_limit();
+    if new == old {
+        return;
+    }
+    log::log!(level, "reload: {line}");
+    crate::core::auth_gate::configure(new.auth_helper_slots, new.auth_helper_slots_per_client);
+    live.send_replace(new);
 }
 
 impl FrontendLimits {

@@ -3,7 +3,8 @@
 //! leaves the last good one in place. Expired cookies are swept too.
 
 use crate::core::broker::{Broker, Shared};
-use crate::core::config::Environment;
+use crate::core::config::{ConfigFile, Environment};
+use crate::daemon::limits::{FrontendLimits, LiveLimits};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -22,10 +23,22 @@ fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
     files.iter().map(stamp).collect()
 }
 
-/// Loads the configuration again; on success it replaces the current one.
-pub fn reload(shared: &Shared, env: &Environment) -> bool {
-    match Broker::load(env) {
-        Ok(broker) => {
+/// Loads the configuration again; on success it replaces the current one
+/// and, when given, the front end's limits.
+pub fn reload(shared: &Shared, env: &Environment, limits: Option<&LiveLimits>) -> bool {
+    let loaded = Broker::load(env).map_err(|e| e.to_string()).and_then(|broker| {
+        let new_limits = match limits {
+            None => None,
+            Some(_) => Some(
+                ConfigFile::load(&env.config_file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|file| FrontendLimits::from_file(&file))?,
+            ),
+        };
+        Ok((broker, new_limits))
+    });
+    match loaded {
+        Ok((broker, new_limits)) => {
             for w in &broker.warnings {
                 log::warn!("{w}");
             }
@@ -36,6 +49,9 @@ pub fn reload(shared: &Shared, env: &Environment) -> bool {
                 broker.profiles_path.display()
             );
             shared.replace(broker);
+            if let (Some(live), Some(new_limits)) = (limits, new_limits) {
+                crate::daemon::limits::publish(live, new_limits);
+            }
             crate::core::stats::STATS.config_loaded();
             let generation = crate::core::stats::STATS.snapshot().config_generation;
             crate::daemon::sdnotify::notify(&format!(
@@ -55,7 +71,8 @@ pub fn reload(shared: &Shared, env: &Environment) -> bool {
 }
 
 /// Runs forever: polls the watched files and listens for SIGHUP.
-pub async fn watch(shared: Shared, env: Environment) {
+pub async fn watch(shared: Shared, env: Environment, limits: LiveLimits) {
+    let limits = std::sync::Arc::new(limits);
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -84,7 +101,8 @@ pub async fn watch(shared: Shared, env: Environment) {
             }
             let env = env.clone();
             let shared2 = shared.clone();
-            let _ = tokio::task::spawn_blocking(move || reload(&shared2, &env)).await;
+            let limits = limits.clone();
+            let _ = tokio::task::spawn_blocking(move || reload(&shared2, &env, Some(&limits))).await;
             // Remember the state we tried, good or bad, so a broken file
             // is reported once per change.
             files = shared.current().watched_files();

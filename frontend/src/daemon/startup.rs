@@ -436,7 +436,8 @@ async fn serve(
             shared.clone(),
         ))
     });
-    let watcher = tokio::spawn(crate::daemon::reload::watch(shared.clone(), env));
+    let (live_limits, limits) = tokio::sync::watch::channel(limits);
+    let watcher = tokio::spawn(crate::daemon::reload::watch(shared.clone(), env, live_limits));
     // Auto-login keys still deployed when the daemon (or a worker) that
     // deployed them stopped are removed from here.
     let key_removals = tokio::spawn(crate::core::key_removals::run(shared.clone()));

@@ -344,9 +344,9 @@ fn reload_keeps_the_last_good_configuration() {
     let env = f.shared.current().env.clone();
     assert_eq!(f.shared.current().profiles.profiles.len(), 2);
     std::fs::write(f.dir.path().join("profiles.conf"), "[only]\n").unwrap();
-    assert!(crate::daemon::reload::reload(&f.shared, &env));
+    assert!(crate::daemon::reload::reload(&f.shared, &env, None));
     assert_eq!(f.shared.current().profiles.profiles.len(), 1);
     std::fs::write(f.dir.path().join("profiles.conf"), "[broken\nx\n").unwrap();
-    assert!(!crate::daemon::reload::reload(&f.shared, &env));
+    assert!(!crate::daemon::reload::reload(&f.shared, &env, None));
     assert!(f.shared.current().profiles.get("only").is_some());
 }
