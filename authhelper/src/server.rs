@@ -198,7 +198,7 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
             Ok(request) => request,
             Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
         };
-        Stats::bump(&state.stats.requests);
+        state.stats.bump(|c| &mut c.requests);
         let (response, refused) = match REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request)) {
             None => (error(ErrorKind::BadRequest, "Hello was already exchanged"), true),
             Some(&(_, who, _, handler)) if state.policy.admits(who, &peer) => {
@@ -209,7 +209,7 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
                 }
             }
             Some(&(_, _, refusal, _)) => {
-                Stats::bump(&state.stats.policy_denials);
+                state.stats.bump(|c| &mut c.policy_denials);
                 let outcome = format!("denied by policy ({refusal})");
                 audit::decision(&peer, &audit_action(&request, state), &outcome);
                 let reply = error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid));
@@ -370,7 +370,7 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
     let audit = |outcome: &str| audit::decision(peer, &action, outcome);
 
     if !state.pam_services.contains(&service) {
-        Stats::bump(&state.stats.policy_denials);
+        state.stats.bump(|c| &mut c.policy_denials);
         audit("denied by policy (PAM service not allowed)");
         return error(
             ErrorKind::DeniedByPolicy,
@@ -388,7 +388,7 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
     {
         Ok(attempt) => attempt,
         Err(throttled) => {
-            Stats::bump(&state.stats.throttled);
+            state.stats.bump(|c| &mut c.throttled);
             audit(&format!(
                 "throttled ({}, {}s)",
                 throttled.scope, throttled.retry_after_secs
@@ -431,14 +431,14 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => PamOutcome::Error(format!("PAM thread failed: {e}")),
         Err(_) => {
-            Stats::bump(&state.stats.failures);
+            state.stats.bump(|c| &mut c.failures);
             audit("unavailable (PAM timed out)");
             return error(ErrorKind::Unavailable, "authentication timed out");
         }
     };
     match outcome {
         PamOutcome::Success => {
-            Stats::bump(&state.stats.successes);
+            state.stats.bump(|c| &mut c.successes);
             attempt.succeeded(Instant::now());
             audit(success);
             granted
@@ -450,13 +450,13 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
             error(ErrorKind::NewPasswordRefused, &reason)
         }
         PamOutcome::Refused(reason) => {
-            Stats::bump(&state.stats.failures);
+            state.stats.bump(|c| &mut c.failures);
             attempt.failed(Instant::now());
             audit(&format!("refused ({reason})"));
             error(ErrorKind::AuthenticationFailed, "authentication failed")
         }
         PamOutcome::Error(reason) => {
-            Stats::bump(&state.stats.failures);
+            state.stats.bump(|c| &mut c.failures);
             audit(&format!("error ({reason})"));
             error(
                 ErrorKind::Unavailable,

@@ -89,11 +89,9 @@ pub async fn serve(
     let (job, account) = match prepare(request, peer, tasks, &mut audit_caller) {
         Ok(ready) => ready,
         Err(r) => {
-            let denied = r.kind == ErrorKind::DeniedByPolicy;
-            Stats::bump(if denied {
-                &stats.policy_denials
-            } else {
-                &stats.failures
+            stats.bump(match r.kind {
+                ErrorKind::DeniedByPolicy => |c| &mut c.policy_denials,
+                _ => |c| &mut c.failures,
             });
             let action = Action::SshTask {
                 caller: &audit_caller,
@@ -111,10 +109,9 @@ pub async fn serve(
         task: Some(&job.task.task),
     };
     let outcome = run(stream, &job, &account, tasks).await;
-    Stats::bump(if matches!(outcome, Ok(0)) {
-        &stats.successes
-    } else {
-        &stats.failures
+    stats.bump(match outcome {
+        Ok(0) => |c| &mut c.successes,
+        _ => |c| &mut c.failures,
     });
     let text = match outcome.map(|code| (code, WorkerStop::from_exit_code(code))) {
         Ok((code, None)) => format!("ran (exit status {code})"),
