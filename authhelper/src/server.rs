@@ -6,7 +6,7 @@
 //! only then start threads — the logger's first (capabilities are per
 //! thread; every thread inherits the reduced sets).
 
-use crate::audit::{self, Action};
+use crate::audit;
 use crate::cli::Options;
 use crate::listener;
 use crate::pam::{self, PamOutcome, PamRequest};
@@ -247,7 +247,7 @@ const REQUESTS: [(&str, Who, &str, Handler); 3] = [
         "status is for root and the admin group only",
         |_, _, peer, state| {
             Box::pin(async move {
-                audit::decision(peer, &Action::Status, "granted");
+                audit::decision(peer, "status", "granted");
                 Some(Response::Status(state.stats.report(state.started)))
             })
         },
@@ -280,19 +280,15 @@ fn kind_of(request: &Request) -> &'static str {
 }
 
 /// What a refused request asked for, for the audit line.
-fn audit_action<'a>(request: &'a Request, state: &'a State) -> Action<'a> {
+fn audit_action(request: &Request, state: &State) -> String {
     match request {
-        Request::Authenticate(a) | Request::ChangePassword(a, _) => Action::Authenticate {
-            user: &a.user,
-            client_address: a.client_address.as_deref(),
-            service: a.service.as_deref().unwrap_or(&state.pam_services[0]),
-        },
-        Request::RunSshTask(t) => Action::SshTask {
-            caller: "-",
-            broker_user: None,
-            task: Some(&t.task.task),
-        },
-        Request::Hello { .. } | Request::Status => Action::Status,
+        Request::Authenticate(a) | Request::ChangePassword(a, _) => audit::authentication(
+            &a.user,
+            a.client_address.as_deref(),
+            a.service.as_deref().unwrap_or(&state.pam_services[0]),
+        ),
+        Request::RunSshTask(t) => audit::ssh_task("-", None, Some(&t.task.task)),
+        Request::Hello { .. } | Request::Status => "status".into(),
     }
 }
 
@@ -362,11 +358,7 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         None => (Response::Authenticated, "success"),
     };
     let service = service.unwrap_or_else(|| state.pam_services[0].clone());
-    let action = Action::Authenticate {
-        user: &user,
-        client_address: client_address.as_deref(),
-        service: &service,
-    };
+    let action = audit::authentication(&user, client_address.as_deref(), &service);
     let audit = |outcome: &str| audit::decision(peer, &action, outcome);
 
     if !state.pam_services.contains(&service) {

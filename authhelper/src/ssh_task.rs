@@ -4,7 +4,7 @@
 //! its standard output. One task per connection; every task has a deadline
 //! and the number running at once is bounded.
 
-use crate::audit::{self, Action};
+use crate::audit;
 use crate::cli::{Options, WithoutSshd};
 use crate::server::send_within;
 use crate::ssh_policy::{self, Caller};
@@ -93,21 +93,13 @@ pub async fn serve(
                 ErrorKind::DeniedByPolicy => |c| &mut c.policy_denials,
                 _ => |c| &mut c.failures,
             });
-            let action = Action::SshTask {
-                caller: &audit_caller,
-                broker_user: None,
-                task: None,
-            };
-            audit::decision(peer, &action, &format!("refused ({})", r.message));
+            let outcome = format!("refused ({})", r.message);
+            audit::decision(peer, &audit::ssh_task(&audit_caller, None, None), &outcome);
             let _ = send_within(tasks.write_timeout, stream, &Response::Error(r)).await;
             return;
         }
     };
-    let action = Action::SshTask {
-        caller: &audit_caller,
-        broker_user: Some(&job.broker_user),
-        task: Some(&job.task.task),
-    };
+    let action = audit::ssh_task(&audit_caller, Some(&job.broker_user), Some(&job.task.task));
     let outcome = run(stream, &job, &account, tasks).await;
     stats.bump(match outcome {
         Ok(0) => |c| &mut c.successes,
