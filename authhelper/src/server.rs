@@ -9,7 +9,7 @@
 use crate::audit;
 use crate::cli::Options;
 use crate::listener;
-use crate::pam::{self, PamOutcome, PamRequest};
+use crate::pam::{self, PamOutcome};
 use crate::policy::{Policy, Who};
 use crate::privileges;
 use crate::ssh_task::{self, SshTasks};
@@ -22,9 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
 use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
-use x2gobroker_protocol::{
-    AuthRequest, ErrorKind, ErrorReply, FrameError, Request, Response, PROTOCOL_VERSION,
-};
+use x2gobroker_protocol::{ErrorKind, ErrorReply, FrameError, Request, Response, PROTOCOL_VERSION};
 use x2gobroker_sys::client_net::client_unit_key;
 use x2gobroker_sys::keyed_slots::{FairQueue, KeyedSlots};
 use x2gobroker_sys::peer::PeerCredentials;
@@ -96,7 +94,7 @@ pub fn run(options: Options) -> Result<(), String> {
             state.pam_services,
             state.ssh_tasks.program.display()
         );
-        if let Err(e) = crate::worker_launch::check_program(&state.ssh_tasks.program) {
+        if let Err(e) = x2gobroker_sys::files::check_program(&state.ssh_tasks.program) {
             log::warn!("SSH-mode tasks will be refused until this is fixed: {e}");
         }
         serve(socket, state, &options).await
@@ -347,18 +345,13 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         Request::ChangePassword(auth, new) => (auth, Some(new)),
         _ => return error(ErrorKind::Internal, "not an authentication"),
     };
-    let AuthRequest {
-        user,
-        password,
-        service,
-        client_address,
-    } = auth;
     let (granted, success) = match new_password {
         Some(_) => (Response::PasswordChanged, "success (password changed)"),
         None => (Response::Authenticated, "success"),
     };
-    let service = service.unwrap_or_else(|| state.pam_services[0].clone());
-    let action = audit::authentication(&user, client_address.as_deref(), &service);
+    let service = (auth.service.clone()).unwrap_or_else(|| state.pam_services[0].clone());
+    let client_address = auth.client_address.as_deref();
+    let action = audit::authentication(&auth.user, client_address, &service);
     let audit = |outcome: &str| audit::decision(peer, &action, outcome);
 
     if !state.pam_services.contains(&service) {
@@ -369,15 +362,12 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
             "PAM service not on the helper's allow-list",
         );
     }
-    if !valid_name(&user) || client_address.as_deref().is_some_and(|a| !valid_name(a)) {
+    if !valid_name(&auth.user) || client_address.is_some_and(|a| !valid_name(a)) {
         audit("bad request");
         return error(ErrorKind::BadRequest, "invalid user name or client address");
     }
 
-    let attempt = match state
-        .throttle
-        .begin(&user, client_address.as_deref(), Instant::now())
-    {
+    let attempt = match state.throttle.begin(&auth.user, client_address, Instant::now()) {
         Ok(attempt) => attempt,
         Err(throttled) => {
             state.stats.bump(|c| &mut c.throttled);
@@ -395,27 +385,16 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
 
     let _in_flight = state.stats.in_flight();
     let deadline = Instant::now() + state.pam_timeout;
-    let mut keys = vec![format!("user {user}")];
-    keys.extend(
-        client_address
-            .as_deref()
-            .map(|a| format!("address {}", client_unit_key(a))),
-    );
+    let mut keys = vec![format!("user {}", auth.user)];
+    keys.extend(client_address.map(|a| format!("address {}", client_unit_key(a))));
     let Ok(turn) = tokio::time::timeout_at(deadline.into(), state.pam_turns.turn(keys)).await else {
         audit("unavailable (no PAM thread free in time)");
         return error(ErrorKind::Unavailable, "too many authentications in progress");
     };
-    let pam_request = PamRequest {
-        service: service.clone(),
-        user: user.clone(),
-        password,
-        client_address: client_address.clone(),
-        new_password,
-    };
     // The turn moves into the thread: a PAM call that outlives our deadline
     // still holds it, so stuck PAM calls cannot pile up unbounded threads.
     let transaction = tokio::task::spawn_blocking(move || {
-        let outcome = pam::authenticate(pam_request);
+        let outcome = pam::authenticate(&service, auth, new_password);
         drop(turn);
         outcome
     });

@@ -7,9 +7,9 @@
 use crate::audit;
 use crate::cli::{Options, WithoutSshd};
 use crate::server::send_within;
-use crate::ssh_policy::{self, Caller};
+use crate::ssh_policy;
 use crate::stats::Stats;
-use crate::worker_launch::{self, WorkerAccount};
+use crate::worker_launch;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use x2gobroker_protocol::paths;
 use x2gobroker_protocol::{ErrorKind, ErrorReply, Response, SshTaskRequest, WorkerJob, WorkerStop};
 use x2gobroker_sys::keyed_slots::{Full, KeyedSlots};
 use x2gobroker_sys::peer::PeerCredentials;
+use x2gobroker_sys::privileges::Account;
 
 /// How long after its time limit a worker that has not stopped is killed.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
@@ -130,21 +131,19 @@ fn prepare(
     peer: &PeerCredentials,
     tasks: &SshTasks,
     audit_caller: &mut String,
-) -> Result<(WorkerJob, WorkerAccount), ErrorReply> {
+) -> Result<(WorkerJob, Account), ErrorReply> {
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
         .ok()
         .flatten();
     let unnamed = format!("uid {} has no name in the user database", peer.uid);
     let name = (user.map(|u| u.name)).ok_or_else(|| ErrorReply::new(ErrorKind::DeniedByPolicy, unnamed))?;
     *audit_caller = format!("{name:?}");
-    let caller = Caller { uid: peer.uid, name };
-    let account = WorkerAccount::resolve(&tasks.daemon_user).map_err(|e| {
+    let account = Account::resolve(&tasks.daemon_user).map_err(|e| {
         let public = "SSH mode is unavailable (daemon user); see the helper's log";
         logged(ErrorKind::Unavailable, public, format!("daemon user: {e}"))
     })?;
-    let broker_user = ssh_policy::broker_user(&caller, account.uid.as_raw(), &request.task)
-        .map_err(|r| ErrorReply::new(ErrorKind::DeniedByPolicy, r.0))?;
-    worker_launch::check_program(&tasks.program).map_err(|e| {
+    let broker_user = ssh_policy::broker_user(peer.uid, &name, account.uid.as_raw(), &request.task)?;
+    x2gobroker_sys::files::check_program(&tasks.program).map_err(|e| {
         let public = "SSH mode is unavailable (worker program); see the helper's log";
         logged(ErrorKind::Unavailable, public, e)
     })?;
@@ -191,7 +190,7 @@ fn client_address(
 async fn run(
     stream: &UnixStream,
     job: &WorkerJob,
-    account: &WorkerAccount,
+    account: &Account,
     tasks: &SshTasks,
 ) -> Result<i32, ErrorReply> {
     // Refused rather than queued: a queue would hold connections that the
@@ -215,7 +214,7 @@ async fn run(
         .as_fd()
         .try_clone_to_owned()
         .and_then(|caller| worker_launch::spawn(&tasks.program, account, &tasks.env, caller));
-    let mut worker = started.map_err(|e| {
+    let (mut worker, mut job_socket) = started.map_err(|e| {
         let detail = format!("cannot start {}: {e}", tasks.program.display());
         logged(
             ErrorKind::Unavailable,
@@ -224,12 +223,12 @@ async fn run(
         )
     })?;
     // The frame fits the socket buffer, so this does not wait for the worker.
-    worker.job_socket.write_all(&frame).map_err(|e| {
+    job_socket.write_all(&frame).map_err(|e| {
         let what = "cannot hand the job to the worker";
         logged(ErrorKind::Internal, what, format!("{what}: {e}"))
     })?;
-    let _ = worker.job_socket.shutdown(std::net::Shutdown::Write);
-    let status = match timeout(tasks.deadline + BACKSTOP_GRACE, worker.child.wait()).await {
+    let _ = job_socket.shutdown(std::net::Shutdown::Write);
+    let status = match timeout(tasks.deadline + BACKSTOP_GRACE, worker.wait()).await {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
             return Err(ErrorReply::new(
@@ -239,8 +238,8 @@ async fn run(
         }
         Err(_) => {
             // SIGKILL (across uids thanks to CAP_KILL), then reap.
-            let _ = worker.child.start_kill();
-            let _ = timeout(Duration::from_secs(5), worker.child.wait()).await;
+            let _ = worker.start_kill();
+            let _ = timeout(Duration::from_secs(5), worker.wait()).await;
             log::warn!(
                 "SSH mode: worker for {:?} outlived its time limit; killed",
                 job.broker_user
