@@ -15,14 +15,14 @@ use crate::privileges;
 use crate::ssh_task::{self, SshTasks};
 use crate::stats::Stats;
 use crate::throttle::{Limits, Throttle};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
 use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
-use x2gobroker_protocol::{ErrorKind, ErrorReply, FrameError, Request, Response, PROTOCOL_VERSION};
+use x2gobroker_protocol::{
+    AuthRequest, ErrorKind, ErrorReply, FrameError, Password, Request, Response, PROTOCOL_VERSION,
+};
 use x2gobroker_sys::client_net::client_unit_key;
 use x2gobroker_sys::keyed_slots::{FairQueue, KeyedSlots};
 use x2gobroker_sys::peer::PeerCredentials;
@@ -164,6 +164,24 @@ fn refuse_now(stream: &UnixStream, kind: ErrorKind, message: &str) {
     }
 }
 
+/// Who may ask for each request after the handshake, and why others are
+/// refused: checked before any handler runs, from SO_PEERCRED only — one
+/// table, like OpenSSH's monitor, that a new request cannot bypass (the
+/// match is exhaustive).
+fn who_may_ask(request: &Request) -> (Who, &'static str) {
+    match request {
+        Request::Authenticate(_) | Request::ChangePassword(..) => (
+            Who::DaemonOrRoot,
+            "only root and the daemon user may request authentication",
+        ),
+        Request::Status => (Who::Admin, "status is for root and the admin group only"),
+        // The handler decides from the caller's uid (ARCHITECTURE.md P2).
+        Request::RunSshTask(_) => (Who::AnyConnected, ""),
+        // Refused to anyone as "already exchanged".
+        Request::Hello { .. } => (Who::AnyConnected, ""),
+    }
+}
+
 /// `privileged`: root or the daemon user. Others' connections end after a
 /// refused or invalid request, so they cannot be held open with repeats.
 async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privileged: bool, state: &State) {
@@ -197,22 +215,26 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
             Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
         };
         state.stats.bump(|c| &mut c.requests);
-        let (response, refused) = match REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request)) {
-            None => (error(ErrorKind::BadRequest, "Hello was already exchanged"), true),
-            Some(&(_, who, _, handler)) if state.policy.admits(who, &peer) => {
-                match handler(&mut stream, request, &peer, state).await {
-                    Some(response) => (response, false),
-                    // The handler answered (a stream of frames) and the connection ends.
-                    None => return,
-                }
-            }
-            Some(&(_, _, refusal, _)) => {
+        let (who, refusal) = who_may_ask(&request);
+        let (response, refused) = match request {
+            Request::Hello { .. } => (error(ErrorKind::BadRequest, "Hello was already exchanged"), true),
+            request if !state.policy.admits(who, &peer) => {
                 state.stats.bump(|c| &mut c.policy_denials);
                 let outcome = format!("denied by policy ({refusal})");
                 audit::decision(&peer, &audit_action(&request, state), &outcome);
                 let reply = error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid));
                 (reply, true)
             }
+            Request::Status => {
+                audit::decision(&peer, "status", "granted");
+                (Response::Status(state.stats.report(state.started)), false)
+            }
+            // Answered with a stream of frames; one task per connection.
+            Request::RunSshTask(task) => {
+                return ssh_task::serve(&mut stream, task, &peer, &state.ssh_tasks, &state.stats).await
+            }
+            Request::Authenticate(auth) => (authenticate(auth, None, &peer, state).await, false),
+            Request::ChangePassword(auth, new) => (authenticate(auth, Some(new), &peer, state).await, false),
         };
         if send_within(state.read_timeout, &mut stream, &response)
             .await
@@ -221,59 +243,6 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
         {
             return;
         }
-    }
-}
-
-/// A handler's answer: one response, or `None` when it answered itself and
-/// the connection ends.
-type Answer<'a> = Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>>;
-type Handler = for<'a> fn(&'a mut UnixStream, Request, &'a PeerCredentials, &'a State) -> Answer<'a>;
-
-/// Every request after the handshake: its kind, who may ask (checked here,
-/// before the handler runs, from SO_PEERCRED only), why others are refused,
-/// and its handler — one table, like OpenSSH's monitor.
-const REQUESTS: [(&str, Who, &str, Handler); 3] = [
-    (
-        "Authenticate",
-        Who::DaemonOrRoot,
-        "only root and the daemon user may request authentication",
-        |_, request, peer, state| Box::pin(async move { Some(authenticate(request, peer, state).await) }),
-    ),
-    (
-        "Status",
-        Who::Admin,
-        "status is for root and the admin group only",
-        |_, _, peer, state| {
-            Box::pin(async move {
-                audit::decision(peer, "status", "granted");
-                Some(Response::Status(state.stats.report(state.started)))
-            })
-        },
-    ),
-    (
-        "RunSshTask",
-        Who::AnyConnected,
-        "",
-        // Answered with a stream of frames; one task per connection.
-        |stream, request, peer, state| {
-            Box::pin(async move {
-                let Request::RunSshTask(task) = request else {
-                    return Some(error(ErrorKind::Internal, "not an SSH-mode task"));
-                };
-                ssh_task::serve(stream, task, peer, &state.ssh_tasks, &state.stats).await;
-                None
-            })
-        },
-    ),
-];
-
-fn kind_of(request: &Request) -> &'static str {
-    match request {
-        Request::Hello { .. } => "Hello",
-        // One row: same callers, same handler.
-        Request::Authenticate(_) | Request::ChangePassword(..) => "Authenticate",
-        Request::Status => "Status",
-        Request::RunSshTask(_) => "RunSshTask",
     }
 }
 
@@ -338,13 +307,14 @@ fn valid_name(s: &str) -> bool {
 
 /// PAM for a caller the table admitted: allow-listed service, valid names,
 /// throttling, a bounded number of transactions, each with a deadline. A
-/// password change (`setpass`) is a login followed by `pam_chauthtok`.
-async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -> Response {
-    let (auth, new_password) = match request {
-        Request::Authenticate(auth) => (auth, None),
-        Request::ChangePassword(auth, new) => (auth, Some(new)),
-        _ => return error(ErrorKind::Internal, "not an authentication"),
-    };
+/// password change (`setpass`, `new_password`) is a login followed by
+/// `pam_chauthtok`.
+async fn authenticate(
+    auth: AuthRequest,
+    new_password: Option<Password>,
+    peer: &PeerCredentials,
+    state: &State,
+) -> Response {
     let (granted, success) = match new_password {
         Some(_) => (Response::PasswordChanged, "success (password changed)"),
         None => (Response::Authenticated, "success"),
@@ -434,5 +404,29 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
                 "PAM could not decide; see the helper's log",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ssh_mode_tasks_are_for_anyone_who_connects() {
+        let auth = AuthRequest {
+            user: "alice".into(),
+            password: Password::new("old".into()),
+            service: None,
+            client_address: None,
+        };
+        let change = Request::ChangePassword(auth.clone(), Password::new("new".into()));
+        assert_eq!(who_may_ask(&Request::Authenticate(auth)).0, Who::DaemonOrRoot);
+        assert_eq!(who_may_ask(&change).0, Who::DaemonOrRoot);
+        assert_eq!(who_may_ask(&Request::Status).0, Who::Admin);
+        let task = x2gobroker_protocol::SshTaskRequest {
+            task: Default::default(),
+            ssh_client: None,
+        };
+        assert_eq!(who_may_ask(&Request::RunSshTask(task)).0, Who::AnyConnected);
     }
 }
