@@ -30,17 +30,16 @@ use x2gobroker_sys::peer::PeerCredentials;
 /// Longest user name, PAM service or client address accepted.
 const MAX_NAME_LEN: usize = 256;
 
-struct State {
+pub(crate) struct State {
+    pub(crate) options: Options,
     policy: Policy,
     throttle: Throttle,
-    stats: Stats,
+    pub(crate) stats: Stats,
     started: Instant,
     /// PAM threads, at most `--pam-threads-per-key` per user and per address.
     pam_turns: Arc<FairQueue<String>>,
     pam_services: Vec<String>,
-    read_timeout: Duration,
-    pam_timeout: Duration,
-    ssh_tasks: SshTasks,
+    pub(crate) ssh_tasks: SshTasks,
 }
 
 pub fn run(options: Options) -> Result<(), String> {
@@ -55,10 +54,6 @@ pub fn run(options: Options) -> Result<(), String> {
     privileges::drop_to_kept()?;
     // Its thread starts with reduced capabilities; earlier errors go to stderr.
     audit::init(options.foreground, options.debug, &options.syslog_socket);
-    listener
-        .socket
-        .set_nonblocking(true)
-        .map_err(|e| format!("socket: {e}"))?;
 
     let state = Arc::new(State {
         policy,
@@ -74,9 +69,8 @@ pub fn run(options: Options) -> Result<(), String> {
         started: Instant::now(),
         pam_turns: FairQueue::new(options.pam_threads as usize, options.pam_threads_per_key as usize),
         pam_services: options.pam_allow_list(),
-        read_timeout: options.read_timeout,
-        pam_timeout: options.pam_timeout,
         ssh_tasks: SshTasks::new(&options),
+        options,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -84,10 +78,10 @@ pub fn run(options: Options) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let result = runtime.block_on(async {
-        let socket = tokio::net::UnixListener::from_std(
-            listener.socket.try_clone().map_err(|e| format!("socket: {e}"))?,
-        )
-        .map_err(|e| format!("socket: {e}"))?;
+        let socket = (listener.socket.try_clone())
+            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+            .and_then(tokio::net::UnixListener::from_std)
+            .map_err(|e| format!("socket: {e}"))?;
         log::info!(
             "serving on {} (PAM services {:?}, protocol {PROTOCOL_VERSION}, SSH-mode worker {})",
             listener.description,
@@ -97,7 +91,7 @@ pub fn run(options: Options) -> Result<(), String> {
         if let Err(e) = x2gobroker_sys::files::check_program(&state.ssh_tasks.program) {
             log::warn!("SSH-mode tasks will be refused until this is fixed: {e}");
         }
-        serve(socket, state, &options).await
+        serve(socket, state).await
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     drop(listener);
@@ -108,7 +102,8 @@ pub fn run(options: Options) -> Result<(), String> {
 /// Connections: `--max-connections` in total; a uid other than root and
 /// the daemon user's at most `--max-connections-per-user`, and all of those
 /// together what `--reserved-connections` leaves (HTTP logins need them).
-async fn serve(socket: tokio::net::UnixListener, state: Arc<State>, options: &Options) -> Result<(), String> {
+async fn serve(socket: tokio::net::UnixListener, state: Arc<State>) -> Result<(), String> {
+    let options = &state.options;
     let total = options.max_connections as usize;
     let unprivileged_total = total - (options.reserved_connections.min(options.max_connections / 2)) as usize;
     use tokio::signal::unix::{signal, SignalKind};
@@ -202,7 +197,7 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
     };
     // After a refused Hello the connection ends.
     let (Ok(response) | Err(response)) = &hello;
-    if send_within(state.read_timeout, &mut stream, response)
+    if send_within(state.options.read_timeout, &mut stream, response)
         .await
         .is_err()
         || hello.is_err()
@@ -230,13 +225,11 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
                 (Response::Status(state.stats.report(state.started)), false)
             }
             // Answered with a stream of frames; one task per connection.
-            Request::RunSshTask(task) => {
-                return ssh_task::serve(&mut stream, task, &peer, &state.ssh_tasks, &state.stats).await
-            }
+            Request::RunSshTask(task) => return ssh_task::serve(&mut stream, task, &peer, state).await,
             Request::Authenticate(auth) => (authenticate(auth, None, &peer, state).await, false),
             Request::ChangePassword(auth, new) => (authenticate(auth, Some(new), &peer, state).await, false),
         };
-        if send_within(state.read_timeout, &mut stream, &response)
+        if send_within(state.options.read_timeout, &mut stream, &response)
             .await
             .is_err()
             || (refused && !privileged)
@@ -260,7 +253,7 @@ fn audit_action(request: &Request, state: &State) -> String {
 }
 
 async fn read_request(stream: &mut UnixStream, state: &State) -> Result<Request, FrameError> {
-    timeout(state.read_timeout, read_message::<Request, _>(stream))
+    timeout(state.options.read_timeout, read_message::<Request, _>(stream))
         .await
         .unwrap_or(Err(FrameError::TimedOut))
 }
@@ -292,7 +285,7 @@ async fn answer_frame_error(stream: &mut UnixStream, state: &State, peer: &PeerC
         | FrameError::Malformed(_) => {
             log::info!("{peer}: bad request: {e}");
             let reply = error(ErrorKind::BadRequest, &e.to_string());
-            let _ = send_within(state.read_timeout, stream, &reply).await;
+            let _ = send_within(state.options.read_timeout, stream, &reply).await;
         }
     }
 }
@@ -354,7 +347,7 @@ async fn authenticate(
     };
 
     let _in_flight = state.stats.in_flight();
-    let deadline = Instant::now() + state.pam_timeout;
+    let deadline = Instant::now() + state.options.pam_timeout;
     let mut keys = vec![format!("user {}", auth.user)];
     keys.extend(client_address.map(|a| format!("address {}", client_unit_key(a))));
     let Ok(turn) = tokio::time::timeout_at(deadline.into(), state.pam_turns.turn(keys)).await else {
