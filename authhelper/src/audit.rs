@@ -18,46 +18,41 @@ pub fn init(foreground: bool, debug: bool, syslog_socket: &Path) {
     });
 }
 
-/// What was asked, for the audit line.
-pub enum Action<'a> {
-    Authenticate {
-        user: &'a str,
-        client_address: Option<&'a str>,
-        service: &'a str,
-    },
-    Status,
-    /// `caller` is the kernel-verified caller (name, or uid when it has
-    /// none); `broker_user` the identity the task runs for once decided.
-    SshTask {
-        caller: &'a str,
-        broker_user: Option<&'a str>,
-        task: Option<&'a str>,
-    },
+/// Logs one decision: `action` is what was asked ([`authentication`],
+/// [`ssh_task`] or `"status"`).
+pub fn decision(peer: &PeerCredentials, action: &str, outcome: &str) {
+    log::info!(target: AUDIT_TARGET, "AUDIT {action} {peer} outcome={outcome}");
 }
 
-/// Logs one decision. User names and addresses come from clients, so they
-/// are printed escaped (`{:?}`) and cannot forge log lines.
-pub fn decision(peer: &PeerCredentials, action: &Action<'_>, outcome: &str) {
-    match action {
-        Action::Authenticate {
-            user,
-            client_address,
-            service,
-        } => log::info!(
-            target: AUDIT_TARGET,
-            "AUDIT auth user={user:?} client={:?} service={service:?} {peer} outcome={outcome}",
-            client_address.unwrap_or("-")
-        ),
-        Action::Status => log::info!(target: AUDIT_TARGET, "AUDIT status {peer} outcome={outcome}"),
-        Action::SshTask {
-            caller,
-            broker_user,
-            task,
-        } => log::info!(
-            target: AUDIT_TARGET,
-            "AUDIT ssh-task caller={caller} user={:?} task={:?} {peer} outcome={outcome}",
-            broker_user.unwrap_or("-"),
-            task.unwrap_or("-")
-        ),
+// User names and addresses come from clients, so they are printed escaped
+// (`{:?}`) and cannot forge log lines.
+
+pub fn authentication(user: &str, client_address: Option<&str>, service: &str) -> String {
+    let client = client_address.unwrap_or("-");
+    format!("auth user={user:?} client={client:?} service={service:?}")
+}
+
+/// `caller` is the kernel-verified caller (name, or uid when it has none);
+/// `broker_user` the identity the task runs for once decided.
+pub fn ssh_task(caller: &str, broker_user: Option<&str>, task: Option<&str>) -> String {
+    let (user, task) = (broker_user.unwrap_or("-"), task.unwrap_or("-"));
+    format!("ssh-task caller={caller} user={user:?} task={task:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_values_are_escaped() {
+        let auth = authentication("eve\" outcome=success", Some("10.0.0.1"), "x2gobroker");
+        let expected = r#"auth user="eve\" outcome=success" client="10.0.0.1" service="x2gobroker""#;
+        assert_eq!(auth, expected);
+        let task = ssh_task("\"alice\"", Some("bob\nAUDIT"), None);
+        assert_eq!(task, r#"ssh-task caller="alice" user="bob\nAUDIT" task="-""#);
+        assert_eq!(
+            authentication("a", None, "s"),
+            r#"auth user="a" client="-" service="s""#
+        );
     }
 }

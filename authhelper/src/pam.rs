@@ -5,15 +5,7 @@
 
 use pam_client::{ConversationHandler, ErrorCode, Flag};
 use std::ffi::{CStr, CString};
-use x2gobroker_protocol::Password;
-
-pub struct PamRequest {
-    pub service: String,
-    pub user: String,
-    pub password: Password,
-    pub client_address: Option<String>,
-    pub new_password: Option<Password>,
-}
+use x2gobroker_protocol::{AuthRequest, Password};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PamOutcome {
@@ -62,13 +54,14 @@ impl ConversationHandler for Conversation {
     }
 }
 
-pub fn authenticate(request: PamRequest) -> PamOutcome {
-    let PamRequest {
-        service,
+/// `service` is the allow-listed one the request named (or the default);
+/// `new_password` is set for `setpass`.
+pub fn authenticate(service: &str, request: AuthRequest, new_password: Option<Password>) -> PamOutcome {
+    let AuthRequest {
         user,
         password,
         client_address,
-        new_password,
+        ..
     } = request;
     let conversation = Conversation {
         user: user.clone(),
@@ -77,7 +70,7 @@ pub fn authenticate(request: PamRequest) -> PamOutcome {
         asked_current: false,
         errors: Vec::new(),
     };
-    let mut context = match pam_client::Context::new(&service, Some(&user), conversation) {
+    let mut context = match pam_client::Context::new(service, Some(&user), conversation) {
         Ok(c) => c,
         Err(e) => return PamOutcome::Error(format!("pam_start({service}): {e}")),
     };

@@ -6,46 +6,30 @@
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-/// Each kept capability and why it is needed.
-pub const KEPT: [(Capability, &str); 5] = [
+/// The capabilities kept; the comments say why each is needed.
+pub const KEPT: [Capability; 5] = [
     // libpam and pam_unix write login audit records (AUDIT_USER_AUTH,
     // AUDIT_USER_ACCT) to the kernel audit log; without it they are lost.
-    (Capability::CAP_AUDIT_WRITE, "PAM writes login audit records"),
-    // SSH-mode workers (a later issue) are dropped to the daemon user:
-    // setgroups() and setgid() need CAP_SETGID ...
-    (
-        Capability::CAP_SETGID,
-        "drop SSH-mode workers' groups (setgroups, setgid)",
-    ),
+    Capability::CAP_AUDIT_WRITE,
+    // SSH-mode workers are dropped to the daemon user: setgroups() and
+    // setgid() need CAP_SETGID ...
+    Capability::CAP_SETGID,
     // ... and setuid() needs CAP_SETUID.
-    (
-        Capability::CAP_SETUID,
-        "drop SSH-mode workers to the daemon user (setuid)",
-    ),
+    Capability::CAP_SETUID,
     // Once a worker runs as the daemon user, our uid no longer matches its
     // uid, so stopping a runaway worker at its deadline needs CAP_KILL.
-    (
-        Capability::CAP_KILL,
-        "stop SSH-mode workers that run past their deadline",
-    ),
+    Capability::CAP_KILL,
     // An SSH-mode caller's client address is read from its sshd session's
     // socket (x2gobroker_sys::sshd_peer); sshd is not dumpable, so reading
     // its descriptors needs this (and makes callers visible under
     // ProtectProc=invisible).
-    (
-        Capability::CAP_SYS_PTRACE,
-        "read the SSH-mode caller's sshd connection (client address)",
-    ),
+    Capability::CAP_SYS_PTRACE,
 ];
-
-pub fn kept() -> CapsHashSet {
-    KEPT.iter().map(|(c, _)| *c).collect()
-}
 
 /// Reduces this process to [`KEPT`]. Call after the socket is bound and
 /// chowned (that needed CAP_CHOWN/CAP_FOWNER) and before serving anyone.
 pub fn drop_to_kept() -> Result<(), String> {
-    let kept = kept();
+    let kept: CapsHashSet = KEPT.into_iter().collect();
     // setpass: pam_unix gives its new /etc/shadow to group shadow; as a member
     // (no power over shadow files that uid 0 lacks) we need no CAP_CHOWN.
     if let Ok(Some(shadow)) = nix::unistd::Group::from_name("shadow") {

@@ -6,24 +6,22 @@
 //! only then start threads — the logger's first (capabilities are per
 //! thread; every thread inherits the reduced sets).
 
-use crate::audit::{self, Action};
+use crate::audit;
 use crate::cli::Options;
 use crate::listener;
-use crate::pam::{self, PamOutcome, PamRequest};
+use crate::pam::{self, PamOutcome};
 use crate::policy::{Policy, Who};
 use crate::privileges;
 use crate::ssh_task::{self, SshTasks};
 use crate::stats::Stats;
 use crate::throttle::{Limits, Throttle};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
 use x2gobroker_protocol::frame::nonblocking::{read_message, write_message};
 use x2gobroker_protocol::{
-    AuthRequest, ErrorKind, ErrorReply, FrameError, Request, Response, PROTOCOL_VERSION,
+    AuthRequest, ErrorKind, ErrorReply, FrameError, Password, Request, Response, PROTOCOL_VERSION,
 };
 use x2gobroker_sys::client_net::client_unit_key;
 use x2gobroker_sys::keyed_slots::{FairQueue, KeyedSlots};
@@ -32,17 +30,16 @@ use x2gobroker_sys::peer::PeerCredentials;
 /// Longest user name, PAM service or client address accepted.
 const MAX_NAME_LEN: usize = 256;
 
-struct State {
+pub(crate) struct State {
+    pub(crate) options: Options,
     policy: Policy,
     throttle: Throttle,
-    stats: Stats,
+    pub(crate) stats: Stats,
     started: Instant,
     /// PAM threads, at most `--pam-threads-per-key` per user and per address.
     pam_turns: Arc<FairQueue<String>>,
     pam_services: Vec<String>,
-    read_timeout: Duration,
-    pam_timeout: Duration,
-    ssh_tasks: SshTasks,
+    pub(crate) ssh_tasks: SshTasks,
 }
 
 pub fn run(options: Options) -> Result<(), String> {
@@ -57,10 +54,6 @@ pub fn run(options: Options) -> Result<(), String> {
     privileges::drop_to_kept()?;
     // Its thread starts with reduced capabilities; earlier errors go to stderr.
     audit::init(options.foreground, options.debug, &options.syslog_socket);
-    listener
-        .socket
-        .set_nonblocking(true)
-        .map_err(|e| format!("socket: {e}"))?;
 
     let state = Arc::new(State {
         policy,
@@ -76,9 +69,8 @@ pub fn run(options: Options) -> Result<(), String> {
         started: Instant::now(),
         pam_turns: FairQueue::new(options.pam_threads as usize, options.pam_threads_per_key as usize),
         pam_services: options.pam_allow_list(),
-        read_timeout: options.read_timeout,
-        pam_timeout: options.pam_timeout,
         ssh_tasks: SshTasks::new(&options),
+        options,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -86,20 +78,20 @@ pub fn run(options: Options) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let result = runtime.block_on(async {
-        let socket = tokio::net::UnixListener::from_std(
-            listener.socket.try_clone().map_err(|e| format!("socket: {e}"))?,
-        )
-        .map_err(|e| format!("socket: {e}"))?;
+        let socket = (listener.socket.try_clone())
+            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+            .and_then(tokio::net::UnixListener::from_std)
+            .map_err(|e| format!("socket: {e}"))?;
         log::info!(
             "serving on {} (PAM services {:?}, protocol {PROTOCOL_VERSION}, SSH-mode worker {})",
             listener.description,
             state.pam_services,
             state.ssh_tasks.program.display()
         );
-        if let Err(e) = crate::worker_launch::check_program(&state.ssh_tasks.program) {
+        if let Err(e) = x2gobroker_sys::files::check_program(&state.ssh_tasks.program) {
             log::warn!("SSH-mode tasks will be refused until this is fixed: {e}");
         }
-        serve(socket, state, &options).await
+        serve(socket, state).await
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     drop(listener);
@@ -110,7 +102,8 @@ pub fn run(options: Options) -> Result<(), String> {
 /// Connections: `--max-connections` in total; a uid other than root and
 /// the daemon user's at most `--max-connections-per-user`, and all of those
 /// together what `--reserved-connections` leaves (HTTP logins need them).
-async fn serve(socket: tokio::net::UnixListener, state: Arc<State>, options: &Options) -> Result<(), String> {
+async fn serve(socket: tokio::net::UnixListener, state: Arc<State>) -> Result<(), String> {
+    let options = &state.options;
     let total = options.max_connections as usize;
     let unprivileged_total = total - (options.reserved_connections.min(options.max_connections / 2)) as usize;
     use tokio::signal::unix::{signal, SignalKind};
@@ -166,6 +159,24 @@ fn refuse_now(stream: &UnixStream, kind: ErrorKind, message: &str) {
     }
 }
 
+/// Who may ask for each request after the handshake, and why others are
+/// refused: checked before any handler runs, from SO_PEERCRED only — one
+/// table, like OpenSSH's monitor, that a new request cannot bypass (the
+/// match is exhaustive).
+fn who_may_ask(request: &Request) -> (Who, &'static str) {
+    match request {
+        Request::Authenticate(_) | Request::ChangePassword(..) => (
+            Who::DaemonOrRoot,
+            "only root and the daemon user may request authentication",
+        ),
+        Request::Status => (Who::Admin, "status is for root and the admin group only"),
+        // The handler decides from the caller's uid (ARCHITECTURE.md P2).
+        Request::RunSshTask(_) => (Who::AnyConnected, ""),
+        // Refused to anyone as "already exchanged".
+        Request::Hello { .. } => (Who::AnyConnected, ""),
+    }
+}
+
 /// `privileged`: root or the daemon user. Others' connections end after a
 /// refused or invalid request, so they cannot be held open with repeats.
 async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privileged: bool, state: &State) {
@@ -186,7 +197,7 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
     };
     // After a refused Hello the connection ends.
     let (Ok(response) | Err(response)) = &hello;
-    if send_within(state.read_timeout, &mut stream, response)
+    if send_within(state.options.read_timeout, &mut stream, response)
         .await
         .is_err()
         || hello.is_err()
@@ -198,25 +209,27 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
             Ok(request) => request,
             Err(e) => return answer_frame_error(&mut stream, state, &peer, e).await,
         };
-        Stats::bump(&state.stats.requests);
-        let (response, refused) = match REQUESTS.iter().find(|(kind, ..)| *kind == kind_of(&request)) {
-            None => (error(ErrorKind::BadRequest, "Hello was already exchanged"), true),
-            Some(&(_, who, _, handler)) if state.policy.admits(who, &peer) => {
-                match handler(&mut stream, request, &peer, state).await {
-                    Some(response) => (response, false),
-                    // The handler answered (a stream of frames) and the connection ends.
-                    None => return,
-                }
-            }
-            Some(&(_, _, refusal, _)) => {
-                Stats::bump(&state.stats.policy_denials);
+        state.stats.bump(|c| &mut c.requests);
+        let (who, refusal) = who_may_ask(&request);
+        let (response, refused) = match request {
+            Request::Hello { .. } => (error(ErrorKind::BadRequest, "Hello was already exchanged"), true),
+            request if !state.policy.admits(who, &peer) => {
+                state.stats.bump(|c| &mut c.policy_denials);
                 let outcome = format!("denied by policy ({refusal})");
                 audit::decision(&peer, &audit_action(&request, state), &outcome);
                 let reply = error(ErrorKind::DeniedByPolicy, &format!("uid {}: {refusal}", peer.uid));
                 (reply, true)
             }
+            Request::Status => {
+                audit::decision(&peer, "status", "granted");
+                (Response::Status(state.stats.report(state.started)), false)
+            }
+            // Answered with a stream of frames; one task per connection.
+            Request::RunSshTask(task) => return ssh_task::serve(&mut stream, task, &peer, state).await,
+            Request::Authenticate(auth) => (authenticate(auth, None, &peer, state).await, false),
+            Request::ChangePassword(auth, new) => (authenticate(auth, Some(new), &peer, state).await, false),
         };
-        if send_within(state.read_timeout, &mut stream, &response)
+        if send_within(state.options.read_timeout, &mut stream, &response)
             .await
             .is_err()
             || (refused && !privileged)
@@ -226,78 +239,21 @@ async fn handle_connection(mut stream: UnixStream, peer: PeerCredentials, privil
     }
 }
 
-/// A handler's answer: one response, or `None` when it answered itself and
-/// the connection ends.
-type Answer<'a> = Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>>;
-type Handler = for<'a> fn(&'a mut UnixStream, Request, &'a PeerCredentials, &'a State) -> Answer<'a>;
-
-/// Every request after the handshake: its kind, who may ask (checked here,
-/// before the handler runs, from SO_PEERCRED only), why others are refused,
-/// and its handler — one table, like OpenSSH's monitor.
-const REQUESTS: [(&str, Who, &str, Handler); 3] = [
-    (
-        "Authenticate",
-        Who::DaemonOrRoot,
-        "only root and the daemon user may request authentication",
-        |_, request, peer, state| Box::pin(async move { Some(authenticate(request, peer, state).await) }),
-    ),
-    (
-        "Status",
-        Who::Admin,
-        "status is for root and the admin group only",
-        |_, _, peer, state| {
-            Box::pin(async move {
-                audit::decision(peer, &Action::Status, "granted");
-                Some(Response::Status(state.stats.report(state.started)))
-            })
-        },
-    ),
-    (
-        "RunSshTask",
-        Who::AnyConnected,
-        "",
-        // Answered with a stream of frames; one task per connection.
-        |stream, request, peer, state| {
-            Box::pin(async move {
-                let Request::RunSshTask(task) = request else {
-                    return Some(error(ErrorKind::Internal, "not an SSH-mode task"));
-                };
-                ssh_task::serve(stream, task, peer, &state.ssh_tasks, &state.stats).await;
-                None
-            })
-        },
-    ),
-];
-
-fn kind_of(request: &Request) -> &'static str {
-    match request {
-        Request::Hello { .. } => "Hello",
-        // One row: same callers, same handler.
-        Request::Authenticate(_) | Request::ChangePassword(..) => "Authenticate",
-        Request::Status => "Status",
-        Request::RunSshTask(_) => "RunSshTask",
-    }
-}
-
 /// What a refused request asked for, for the audit line.
-fn audit_action<'a>(request: &'a Request, state: &'a State) -> Action<'a> {
+fn audit_action(request: &Request, state: &State) -> String {
     match request {
-        Request::Authenticate(a) | Request::ChangePassword(a, _) => Action::Authenticate {
-            user: &a.user,
-            client_address: a.client_address.as_deref(),
-            service: a.service.as_deref().unwrap_or(&state.pam_services[0]),
-        },
-        Request::RunSshTask(t) => Action::SshTask {
-            caller: "-",
-            broker_user: None,
-            task: Some(&t.task.task),
-        },
-        Request::Hello { .. } | Request::Status => Action::Status,
+        Request::Authenticate(a) | Request::ChangePassword(a, _) => audit::authentication(
+            &a.user,
+            a.client_address.as_deref(),
+            a.service.as_deref().unwrap_or(&state.pam_services[0]),
+        ),
+        Request::RunSshTask(t) => audit::ssh_task("-", None, Some(&t.task.task)),
+        Request::Hello { .. } | Request::Status => "status".into(),
     }
 }
 
 async fn read_request(stream: &mut UnixStream, state: &State) -> Result<Request, FrameError> {
-    timeout(state.read_timeout, read_message::<Request, _>(stream))
+    timeout(state.options.read_timeout, read_message::<Request, _>(stream))
         .await
         .unwrap_or(Err(FrameError::TimedOut))
 }
@@ -329,7 +285,7 @@ async fn answer_frame_error(stream: &mut UnixStream, state: &State, peer: &PeerC
         | FrameError::Malformed(_) => {
             log::info!("{peer}: bad request: {e}");
             let reply = error(ErrorKind::BadRequest, &e.to_string());
-            let _ = send_within(state.read_timeout, stream, &reply).await;
+            let _ = send_within(state.options.read_timeout, stream, &reply).await;
         }
     }
 }
@@ -344,51 +300,40 @@ fn valid_name(s: &str) -> bool {
 
 /// PAM for a caller the table admitted: allow-listed service, valid names,
 /// throttling, a bounded number of transactions, each with a deadline. A
-/// password change (`setpass`) is a login followed by `pam_chauthtok`.
-async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -> Response {
-    let (auth, new_password) = match request {
-        Request::Authenticate(auth) => (auth, None),
-        Request::ChangePassword(auth, new) => (auth, Some(new)),
-        _ => return error(ErrorKind::Internal, "not an authentication"),
-    };
-    let AuthRequest {
-        user,
-        password,
-        service,
-        client_address,
-    } = auth;
+/// password change (`setpass`, `new_password`) is a login followed by
+/// `pam_chauthtok`.
+async fn authenticate(
+    auth: AuthRequest,
+    new_password: Option<Password>,
+    peer: &PeerCredentials,
+    state: &State,
+) -> Response {
     let (granted, success) = match new_password {
         Some(_) => (Response::PasswordChanged, "success (password changed)"),
         None => (Response::Authenticated, "success"),
     };
-    let service = service.unwrap_or_else(|| state.pam_services[0].clone());
-    let action = Action::Authenticate {
-        user: &user,
-        client_address: client_address.as_deref(),
-        service: &service,
-    };
+    let service = (auth.service.clone()).unwrap_or_else(|| state.pam_services[0].clone());
+    let client_address = auth.client_address.as_deref();
+    let action = audit::authentication(&auth.user, client_address, &service);
     let audit = |outcome: &str| audit::decision(peer, &action, outcome);
 
     if !state.pam_services.contains(&service) {
-        Stats::bump(&state.stats.policy_denials);
+        state.stats.bump(|c| &mut c.policy_denials);
         audit("denied by policy (PAM service not allowed)");
         return error(
             ErrorKind::DeniedByPolicy,
             "PAM service not on the helper's allow-list",
         );
     }
-    if !valid_name(&user) || client_address.as_deref().is_some_and(|a| !valid_name(a)) {
+    if !valid_name(&auth.user) || client_address.is_some_and(|a| !valid_name(a)) {
         audit("bad request");
         return error(ErrorKind::BadRequest, "invalid user name or client address");
     }
 
-    let attempt = match state
-        .throttle
-        .begin(&user, client_address.as_deref(), Instant::now())
-    {
+    let attempt = match state.throttle.begin(&auth.user, client_address, Instant::now()) {
         Ok(attempt) => attempt,
         Err(throttled) => {
-            Stats::bump(&state.stats.throttled);
+            state.stats.bump(|c| &mut c.throttled);
             audit(&format!(
                 "throttled ({}, {}s)",
                 throttled.scope, throttled.retry_after_secs
@@ -402,28 +347,17 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
     };
 
     let _in_flight = state.stats.in_flight();
-    let deadline = Instant::now() + state.pam_timeout;
-    let mut keys = vec![format!("user {user}")];
-    keys.extend(
-        client_address
-            .as_deref()
-            .map(|a| format!("address {}", client_unit_key(a))),
-    );
+    let deadline = Instant::now() + state.options.pam_timeout;
+    let mut keys = vec![format!("user {}", auth.user)];
+    keys.extend(client_address.map(|a| format!("address {}", client_unit_key(a))));
     let Ok(turn) = tokio::time::timeout_at(deadline.into(), state.pam_turns.turn(keys)).await else {
         audit("unavailable (no PAM thread free in time)");
         return error(ErrorKind::Unavailable, "too many authentications in progress");
     };
-    let pam_request = PamRequest {
-        service: service.clone(),
-        user: user.clone(),
-        password,
-        client_address: client_address.clone(),
-        new_password,
-    };
     // The turn moves into the thread: a PAM call that outlives our deadline
     // still holds it, so stuck PAM calls cannot pile up unbounded threads.
     let transaction = tokio::task::spawn_blocking(move || {
-        let outcome = pam::authenticate(pam_request);
+        let outcome = pam::authenticate(&service, auth, new_password);
         drop(turn);
         outcome
     });
@@ -431,14 +365,14 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => PamOutcome::Error(format!("PAM thread failed: {e}")),
         Err(_) => {
-            Stats::bump(&state.stats.failures);
+            state.stats.bump(|c| &mut c.failures);
             audit("unavailable (PAM timed out)");
             return error(ErrorKind::Unavailable, "authentication timed out");
         }
     };
     match outcome {
         PamOutcome::Success => {
-            Stats::bump(&state.stats.successes);
+            state.stats.bump(|c| &mut c.successes);
             attempt.succeeded(Instant::now());
             audit(success);
             granted
@@ -450,18 +384,42 @@ async fn authenticate(request: Request, peer: &PeerCredentials, state: &State) -
             error(ErrorKind::NewPasswordRefused, &reason)
         }
         PamOutcome::Refused(reason) => {
-            Stats::bump(&state.stats.failures);
+            state.stats.bump(|c| &mut c.failures);
             attempt.failed(Instant::now());
             audit(&format!("refused ({reason})"));
             error(ErrorKind::AuthenticationFailed, "authentication failed")
         }
         PamOutcome::Error(reason) => {
-            Stats::bump(&state.stats.failures);
+            state.stats.bump(|c| &mut c.failures);
             audit(&format!("error ({reason})"));
             error(
                 ErrorKind::Unavailable,
                 "PAM could not decide; see the helper's log",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ssh_mode_tasks_are_for_anyone_who_connects() {
+        let auth = AuthRequest {
+            user: "alice".into(),
+            password: Password::new("old".into()),
+            service: None,
+            client_address: None,
+        };
+        let change = Request::ChangePassword(auth.clone(), Password::new("new".into()));
+        assert_eq!(who_may_ask(&Request::Authenticate(auth)).0, Who::DaemonOrRoot);
+        assert_eq!(who_may_ask(&change).0, Who::DaemonOrRoot);
+        assert_eq!(who_may_ask(&Request::Status).0, Who::Admin);
+        let task = x2gobroker_protocol::SshTaskRequest {
+            task: Default::default(),
+            ssh_client: None,
+        };
+        assert_eq!(who_may_ask(&Request::RunSshTask(task)).0, Who::AnyConnected);
     }
 }

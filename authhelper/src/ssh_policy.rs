@@ -3,43 +3,32 @@
 //! fields. The helper parses no command line and no broker configuration;
 //! the worker checks the task again against the identity decided here.
 
-use x2gobroker_protocol::SshTask;
+use x2gobroker_protocol::{ErrorKind, ErrorReply, SshTask};
 
-/// The caller as the kernel and NSS report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub uid: u32,
-    pub name: String,
-}
-
-/// Why a task is refused; the text goes to the caller and the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal(pub String);
-
-/// The broker user a task runs for, or why not.
+/// The broker user a task of the caller (`uid`, and its `name` from NSS)
+/// runs for, or why not (the text goes to the caller and the audit trail).
 ///
 /// * root and the magic (daemon) user may act for anyone with `--user`;
 /// * everyone may name themselves;
 /// * only root may choose the configuration file.
-pub fn broker_user(caller: &Caller, daemon_uid: u32, task: &SshTask) -> Result<String, Refusal> {
-    let privileged = caller.uid == 0 || caller.uid == daemon_uid;
-    if task.config_file.is_some() && caller.uid != 0 {
-        return Err(Refusal(format!(
-            "{} (uid {}) may not choose the configuration (-C/--config-file): SSH-mode tasks use the \
-             system configuration; only root may name another file",
-            caller.name, caller.uid
-        )));
+pub fn broker_user(uid: u32, name: &str, daemon_uid: u32, task: &SshTask) -> Result<String, ErrorReply> {
+    let privileged = uid == 0 || uid == daemon_uid;
+    let refused = |why: String| Err(ErrorReply::new(ErrorKind::DeniedByPolicy, why));
+    if task.config_file.is_some() && uid != 0 {
+        return refused(format!(
+            "{name} (uid {uid}) may not choose the configuration (-C/--config-file): SSH-mode tasks use the \
+             system configuration; only root may name another file"
+        ));
     }
     match &task.user {
-        None => Ok(caller.name.clone()),
-        Some(user) if user == &caller.name => Ok(user.clone()),
-        Some(user) if !valid_user_name(user) => Err(Refusal(format!("invalid user name {user:?}"))),
+        None => Ok(name.to_string()),
+        Some(user) if user == name => Ok(user.clone()),
+        Some(user) if !valid_user_name(user) => refused(format!("invalid user name {user:?}")),
         Some(user) if privileged => Ok(user.clone()),
-        Some(user) => Err(Refusal(format!(
-            "{} (uid {}) may not act on behalf of {user:?}: --user is honoured only for the magic user \
-             and root",
-            caller.name, caller.uid
-        ))),
+        Some(user) => refused(format!(
+            "{name} (uid {uid}) may not act on behalf of {user:?}: --user is honoured only for the magic user \
+             and root"
+        )),
     }
 }
 
@@ -57,13 +46,6 @@ pub fn valid_user_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn alice() -> Caller {
-        Caller {
-            uid: 1001,
-            name: "alice".into(),
-        }
-    }
-
     fn for_user(user: Option<&str>) -> SshTask {
         SshTask {
             task: "listsessions".into(),
@@ -73,34 +55,33 @@ mod tests {
     }
 
     const DAEMON: u32 = 999;
+    const ALICE: u32 = 1001;
 
     #[test]
     fn ordinary_users_act_only_for_themselves() {
-        assert_eq!(broker_user(&alice(), DAEMON, &for_user(None)).unwrap(), "alice");
         assert_eq!(
-            broker_user(&alice(), DAEMON, &for_user(Some("alice"))).unwrap(),
+            broker_user(ALICE, "alice", DAEMON, &for_user(None)).unwrap(),
             "alice"
         );
-        assert!(broker_user(&alice(), DAEMON, &for_user(Some("bob"))).is_err());
-        assert!(broker_user(&alice(), DAEMON, &for_user(Some("x2gobroker"))).is_err());
+        assert_eq!(
+            broker_user(ALICE, "alice", DAEMON, &for_user(Some("alice"))).unwrap(),
+            "alice"
+        );
+        assert!(broker_user(ALICE, "alice", DAEMON, &for_user(Some("bob"))).is_err());
+        assert!(broker_user(ALICE, "alice", DAEMON, &for_user(Some("x2gobroker"))).is_err());
     }
 
     #[test]
     fn magic_user_and_root_may_switch() {
-        let magic = Caller {
-            uid: DAEMON,
-            name: "x2gobroker".into(),
-        };
-        let root = Caller {
-            uid: 0,
-            name: "root".into(),
-        };
         assert_eq!(
-            broker_user(&magic, DAEMON, &for_user(Some("bob"))).unwrap(),
+            broker_user(DAEMON, "x2gobroker", DAEMON, &for_user(Some("bob"))).unwrap(),
             "bob"
         );
-        assert_eq!(broker_user(&root, DAEMON, &for_user(Some("bob"))).unwrap(), "bob");
-        assert!(broker_user(&magic, DAEMON, &for_user(Some("../etc"))).is_err());
+        assert_eq!(
+            broker_user(0, "root", DAEMON, &for_user(Some("bob"))).unwrap(),
+            "bob"
+        );
+        assert!(broker_user(DAEMON, "x2gobroker", DAEMON, &for_user(Some("../etc"))).is_err());
     }
 
     #[test]
@@ -109,16 +90,8 @@ mod tests {
             config_file: Some("/x".into()),
             ..Default::default()
         };
-        let magic = Caller {
-            uid: DAEMON,
-            name: "x2gobroker".into(),
-        };
-        assert!(broker_user(&alice(), DAEMON, &config).is_err());
-        assert!(broker_user(&magic, DAEMON, &config).is_err());
-        let root = Caller {
-            uid: 0,
-            name: "root".into(),
-        };
-        assert!(broker_user(&root, DAEMON, &config).is_ok());
+        assert!(broker_user(ALICE, "alice", DAEMON, &config).is_err());
+        assert!(broker_user(DAEMON, "x2gobroker", DAEMON, &config).is_err());
+        assert!(broker_user(0, "root", DAEMON, &config).is_ok());
     }
 }

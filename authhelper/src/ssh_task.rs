@@ -4,12 +4,11 @@
 //! its standard output. One task per connection; every task has a deadline
 //! and the number running at once is bounded.
 
-use crate::audit::{self, Action};
+use crate::audit;
 use crate::cli::{Options, WithoutSshd};
-use crate::server::send_within;
-use crate::ssh_policy::{self, Caller};
-use crate::stats::Stats;
-use crate::worker_launch::{self, WorkerAccount};
+use crate::server::{send_within, State};
+use crate::ssh_policy;
+use crate::worker_launch;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -21,18 +20,19 @@ use x2gobroker_protocol::paths;
 use x2gobroker_protocol::{ErrorKind, ErrorReply, Response, SshTaskRequest, WorkerJob, WorkerStop};
 use x2gobroker_sys::keyed_slots::{Full, KeyedSlots};
 use x2gobroker_sys::peer::PeerCredentials;
+use x2gobroker_sys::privileges::Account;
 
 /// How long after its time limit a worker that has not stopped is killed.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Variables the helper hands on from its own environment (set by the
 /// administrator, e.g. in /etc/default/x2gobroker-authhelper); the caller's
-/// environment never reaches the worker.
-pub const PASSED_ON: [&str; 10] = [
+/// environment never reaches the worker. X2GOBROKER_DAEMON_USER is always
+/// `--daemon-user`: the worker must agree with us on who that is.
+pub const PASSED_ON: [&str; 9] = [
     "X2GOBROKER_CONFIG",
     "X2GOBROKER_SESSIONPROFILES",
     "X2GOBROKER_DEFAULT_BACKEND",
-    paths::DAEMON_USER_ENV,
     paths::DAEMON_GROUP_ENV,
     "X2GOBROKER_AGENT_CMD",
     "X2GOBROKER_AGENT_USER",
@@ -41,18 +41,12 @@ pub const PASSED_ON: [&str; 10] = [
     "LANG",
 ];
 
-/// Settings for SSH-mode tasks, fixed at start-up.
+/// What SSH-mode tasks need beyond the options, fixed at start-up.
 pub struct SshTasks {
     pub program: PathBuf,
-    pub daemon_user: String,
-    pub deadline: Duration,
-    /// How long a write to the caller may take.
-    pub write_timeout: Duration,
-    /// Running tasks per caller uid: `limits` in total and per caller.
-    pub slots: Arc<KeyedSlots<u32>>,
-    pub limits: (usize, usize),
-    pub without_sshd: WithoutSshd,
-    pub env: Vec<(String, String)>,
+    /// Running tasks per caller uid (`--ssh-tasks`, `--ssh-tasks-per-user`).
+    slots: Arc<KeyedSlots<u32>>,
+    env: Vec<(String, String)>,
 }
 
 impl SshTasks {
@@ -61,60 +55,42 @@ impl SshTasks {
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
-        // The worker must agree with us on who the daemon user is.
-        env.retain(|(k, _)| k != paths::DAEMON_USER_ENV);
         env.push((paths::DAEMON_USER_ENV.into(), options.daemon_user.clone()));
         SshTasks {
             program: (options.ssh_worker_program.clone()).unwrap_or_else(worker_launch::default_program),
-            daemon_user: options.daemon_user.clone(),
-            deadline: options.ssh_task_timeout,
-            write_timeout: options.read_timeout,
             slots: KeyedSlots::new(),
-            limits: (options.ssh_tasks as usize, options.ssh_tasks_per_user as usize),
-            without_sshd: options.ssh_without_sshd,
             env,
         }
     }
 }
 
 /// Serves one task on `stream`; the connection ends afterwards.
-pub async fn serve(
+pub(crate) async fn serve(
     stream: &mut UnixStream,
     request: SshTaskRequest,
     peer: &PeerCredentials,
-    tasks: &SshTasks,
-    stats: &Stats,
+    state: &State,
 ) {
-    let mut audit_caller = format!("uid {}", peer.uid);
-    let (job, account) = match prepare(request, peer, tasks, &mut audit_caller) {
+    let write_timeout = state.options.read_timeout;
+    let mut caller = format!("uid {}", peer.uid);
+    let (job, account) = match prepare(request, peer, state, &mut caller) {
         Ok(ready) => ready,
         Err(r) => {
-            let denied = r.kind == ErrorKind::DeniedByPolicy;
-            Stats::bump(if denied {
-                &stats.policy_denials
-            } else {
-                &stats.failures
+            state.stats.bump(match r.kind {
+                ErrorKind::DeniedByPolicy => |c| &mut c.policy_denials,
+                _ => |c| &mut c.failures,
             });
-            let action = Action::SshTask {
-                caller: &audit_caller,
-                broker_user: None,
-                task: None,
-            };
-            audit::decision(peer, &action, &format!("refused ({})", r.message));
-            let _ = send_within(tasks.write_timeout, stream, &Response::Error(r)).await;
+            let outcome = format!("refused ({})", r.message);
+            audit::decision(peer, &audit::ssh_task(&caller, None, None), &outcome);
+            let _ = send_within(write_timeout, stream, &Response::Error(r)).await;
             return;
         }
     };
-    let action = Action::SshTask {
-        caller: &audit_caller,
-        broker_user: Some(&job.broker_user),
-        task: Some(&job.task.task),
-    };
-    let outcome = run(stream, &job, &account, tasks).await;
-    Stats::bump(if matches!(outcome, Ok(0)) {
-        &stats.successes
-    } else {
-        &stats.failures
+    let action = audit::ssh_task(&caller, Some(&job.broker_user), Some(&job.task.task));
+    let outcome = run(stream, &job, &account, state).await;
+    state.stats.bump(match outcome {
+        Ok(0) => |c| &mut c.successes,
+        _ => |c| &mut c.failures,
     });
     let text = match outcome.map(|code| (code, WorkerStop::from_exit_code(code))) {
         Ok((code, None)) => format!("ran (exit status {code})"),
@@ -122,7 +98,7 @@ pub async fn serve(
         Ok((_, Some(stop))) => format!("failed ({})", stop.reply().message),
         Err(r) => {
             let text = format!("failed ({})", r.message);
-            let _ = send_within(tasks.write_timeout, stream, &Response::Error(r)).await;
+            let _ = send_within(write_timeout, stream, &Response::Error(r)).await;
             text
         }
     };
@@ -139,23 +115,22 @@ fn logged(kind: ErrorKind, public: &str, detail: impl std::fmt::Display) -> Erro
 fn prepare(
     request: SshTaskRequest,
     peer: &PeerCredentials,
-    tasks: &SshTasks,
+    state: &State,
     audit_caller: &mut String,
-) -> Result<(WorkerJob, WorkerAccount), ErrorReply> {
+) -> Result<(WorkerJob, Account), ErrorReply> {
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
         .ok()
         .flatten();
     let unnamed = format!("uid {} has no name in the user database", peer.uid);
     let name = (user.map(|u| u.name)).ok_or_else(|| ErrorReply::new(ErrorKind::DeniedByPolicy, unnamed))?;
     *audit_caller = format!("{name:?}");
-    let caller = Caller { uid: peer.uid, name };
-    let account = WorkerAccount::resolve(&tasks.daemon_user).map_err(|e| {
+    let options = &state.options;
+    let account = Account::resolve(&options.daemon_user).map_err(|e| {
         let public = "SSH mode is unavailable (daemon user); see the helper's log";
         logged(ErrorKind::Unavailable, public, format!("daemon user: {e}"))
     })?;
-    let broker_user = ssh_policy::broker_user(&caller, account.uid.as_raw(), &request.task)
-        .map_err(|r| ErrorReply::new(ErrorKind::DeniedByPolicy, r.0))?;
-    worker_launch::check_program(&tasks.program).map_err(|e| {
+    let broker_user = ssh_policy::broker_user(peer.uid, &name, account.uid.as_raw(), &request.task)?;
+    x2gobroker_sys::files::check_program(&state.ssh_tasks.program).map_err(|e| {
         let public = "SSH mode is unavailable (worker program); see the helper's log";
         logged(ErrorKind::Unavailable, public, e)
     })?;
@@ -163,8 +138,8 @@ fn prepare(
         broker_user,
         caller_uid: peer.uid,
         task: request.task,
-        ssh_client: client_address(request.ssh_client, peer, tasks.without_sshd)?,
-        time_limit_ms: tasks.deadline.as_millis().try_into().unwrap_or(u64::MAX),
+        ssh_client: client_address(request.ssh_client, peer, options.ssh_without_sshd)?,
+        time_limit_ms: u64::try_from(options.ssh_task_timeout.as_millis()).unwrap_or(u64::MAX),
     };
     Ok((job, account))
 }
@@ -180,18 +155,16 @@ fn client_address(
     if peer.uid == 0 {
         return Ok(sent);
     }
-    match (
-        peer.pid
-            .and_then(|pid| x2gobroker_sys::sshd_peer::ssh_client_of(pid, peer.uid)),
-        without_sshd,
-    ) {
-        (Some(client), _) => Ok(Some(client)),
-        (None, WithoutSshd::Local) => Ok(None),
-        (None, WithoutSshd::Refuse) => Err(ErrorReply::new(
+    let found = peer
+        .pid
+        .and_then(|pid| x2gobroker_sys::sshd_peer::ssh_client_of(pid, peer.uid));
+    if found.is_none() && without_sshd == WithoutSshd::Refuse {
+        return Err(ErrorReply::new(
             ErrorKind::DeniedByPolicy,
             "SSH-mode tasks are for callers logged in over SSH (--ssh-without-sshd=refuse)",
-        )),
+        ));
     }
+    Ok(found)
 }
 
 /// Starts the worker with the caller's connection as its standard output:
@@ -202,17 +175,18 @@ fn client_address(
 async fn run(
     stream: &UnixStream,
     job: &WorkerJob,
-    account: &WorkerAccount,
-    tasks: &SshTasks,
+    account: &Account,
+    state: &State,
 ) -> Result<i32, ErrorReply> {
+    let (options, tasks) = (&state.options, &state.ssh_tasks);
     // Refused rather than queued: a queue would hold connections that the
     // daemon's PAM requests need. Root and the magic user (a central
     // service asking for many users) have no per-caller limit.
     let exempt = job.caller_uid == 0 || job.caller_uid == account.uid.as_raw();
-    let (total, per_caller) = tasks.limits;
+    let per_caller = Some(options.ssh_tasks_per_user as usize).filter(|_| !exempt);
     let _slot = (tasks
         .slots
-        .try_take(job.caller_uid, Some(per_caller).filter(|_| !exempt), total))
+        .try_take(job.caller_uid, per_caller, options.ssh_tasks as usize))
     .map_err(|full| {
         let why = match full {
             Full::Total => "too many SSH-mode tasks running; try again shortly",
@@ -226,7 +200,7 @@ async fn run(
         .as_fd()
         .try_clone_to_owned()
         .and_then(|caller| worker_launch::spawn(&tasks.program, account, &tasks.env, caller));
-    let mut worker = started.map_err(|e| {
+    let (mut worker, mut job_socket) = started.map_err(|e| {
         let detail = format!("cannot start {}: {e}", tasks.program.display());
         logged(
             ErrorKind::Unavailable,
@@ -235,12 +209,12 @@ async fn run(
         )
     })?;
     // The frame fits the socket buffer, so this does not wait for the worker.
-    worker.job_socket.write_all(&frame).map_err(|e| {
+    job_socket.write_all(&frame).map_err(|e| {
         let what = "cannot hand the job to the worker";
         logged(ErrorKind::Internal, what, format!("{what}: {e}"))
     })?;
-    let _ = worker.job_socket.shutdown(std::net::Shutdown::Write);
-    let status = match timeout(tasks.deadline + BACKSTOP_GRACE, worker.child.wait()).await {
+    let _ = job_socket.shutdown(std::net::Shutdown::Write);
+    let status = match timeout(options.ssh_task_timeout + BACKSTOP_GRACE, worker.wait()).await {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
             return Err(ErrorReply::new(
@@ -250,8 +224,8 @@ async fn run(
         }
         Err(_) => {
             // SIGKILL (across uids thanks to CAP_KILL), then reap.
-            let _ = worker.child.start_kill();
-            let _ = timeout(Duration::from_secs(5), worker.child.wait()).await;
+            let _ = worker.start_kill();
+            let _ = timeout(Duration::from_secs(5), worker.wait()).await;
             log::warn!(
                 "SSH mode: worker for {:?} outlived its time limit; killed",
                 job.broker_user

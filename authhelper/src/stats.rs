@@ -1,42 +1,35 @@
 //! Counters for `x2gobroker-ctl status`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 use x2gobroker_protocol::{Counters, StatusReport};
 
+/// Picks one of the counters, e.g. `|c| &mut c.failures`.
+pub type Counter = fn(&mut Counters) -> &mut u64;
+
 #[derive(Default)]
-pub struct Stats {
-    pub requests: AtomicU64,
-    pub successes: AtomicU64,
-    pub failures: AtomicU64,
-    pub throttled: AtomicU64,
-    pub policy_denials: AtomicU64,
-    pub in_flight: AtomicU64,
-}
+pub struct Stats(Mutex<Counters>);
 
 impl Stats {
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    fn counters(&self) -> MutexGuard<'_, Counters> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn bump(&self, counter: Counter) {
+        *counter(&mut self.counters()) += 1;
     }
 
     pub fn report(&self, started: Instant) -> StatusReport {
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: started.elapsed().as_secs(),
-            counters: Counters {
-                requests: self.requests.load(Relaxed),
-                successes: self.successes.load(Relaxed),
-                failures: self.failures.load(Relaxed),
-                throttled: self.throttled.load(Relaxed),
-                policy_denials: self.policy_denials.load(Relaxed),
-                in_flight: self.in_flight.load(Relaxed),
-            },
+            counters: *self.counters(),
         }
     }
 
     /// Counts a PAM request as in flight until the guard is dropped.
     pub fn in_flight(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Relaxed);
+        self.bump(|c| &mut c.in_flight);
         InFlight(self)
     }
 }
@@ -45,6 +38,6 @@ pub struct InFlight<'a>(&'a Stats);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.0.counters().in_flight -= 1;
     }
 }

@@ -8,13 +8,12 @@
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-
-pub use x2gobroker_protocol::paths::WORKER_FLAG;
-
-/// The account workers run as, looked up live for every task.
-pub type WorkerAccount = x2gobroker_sys::privileges::Account;
+use tokio::process::Child;
+use x2gobroker_protocol::paths::WORKER_FLAG;
+use x2gobroker_sys::privileges::Account;
 
 /// The worker program: `--ssh-worker-program`, else `x2gobroker-ssh` next
 /// to this executable, then in `../bin` (sbin/bin layouts), then /usr/bin.
@@ -28,23 +27,16 @@ pub fn default_program() -> PathBuf {
     candidates.find(|p| p.is_file()).unwrap_or(usr_bin)
 }
 
-pub use x2gobroker_sys::files::check_program;
-
-/// A started worker and the helper's end of its job socket.
-pub struct Worker {
-    pub child: tokio::process::Child,
-    pub job_socket: std::os::unix::net::UnixStream,
-}
-
 /// Starts `program --ssh-worker` as `account` with exactly `env`, the job
 /// socket as stdin, `caller` (the caller's connection) as stdout and no
-/// stderr (the worker relays its own stderr to the caller).
+/// stderr (the worker relays its own stderr to the caller). Returns the
+/// worker and the helper's end of its job socket.
 pub fn spawn(
     program: &Path,
-    account: &WorkerAccount,
+    account: &Account,
     env: &[(String, String)],
     caller: OwnedFd,
-) -> std::io::Result<Worker> {
+) -> std::io::Result<(Child, UnixStream)> {
     let (ours, theirs): (OwnedFd, OwnedFd) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -79,9 +71,5 @@ pub fn spawn(
     }
     // The command (holding our copy of the child's end) is dropped on
     // return, so the worker's end is then open in the worker only.
-    let child = command.spawn()?;
-    Ok(Worker {
-        child,
-        job_socket: std::os::unix::net::UnixStream::from(ours),
-    })
+    Ok((command.spawn()?, UnixStream::from(ours)))
 }
