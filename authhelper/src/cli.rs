@@ -113,6 +113,13 @@ pub struct Options {
     #[arg(long, value_enum, default_value = "local")]
     pub ssh_without_sshd: WithoutSshd,
 
+    /// Where an SSH-mode caller's client address comes from: `sshd` (the
+    /// peer of its sshd session; keeps CAP_SYS_PTRACE) or `environment`
+    /// (the caller's SSH_CLIENT, which it can set, as the original; runs
+    /// without CAP_SYS_PTRACE).
+    #[arg(long, value_enum, default_value = "sshd")]
+    pub ssh_client_address: SshClientAddress,
+
     /// Syslog socket for the log and the audit trail (facility authpriv).
     #[arg(long, env = "X2GOBROKER_AUTHHELPER_SYSLOG_SOCKET", default_value = DEFAULT_SYSLOG_SOCKET)]
     pub syslog_socket: PathBuf,
@@ -148,6 +155,13 @@ pub struct Options {
 pub enum WithoutSshd {
     Local,
     Refuse,
+}
+
+/// `--ssh-client-address` (docs/OPERATIONS.md "SSH-mode client address").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SshClientAddress {
+    Sshd,
+    Environment,
 }
 
 impl Options {
@@ -216,6 +230,7 @@ mod tests {
         );
         assert_eq!(limits, (4, 8, 64));
         assert_eq!(o.ssh_without_sshd, WithoutSshd::Local);
+        assert_eq!(o.ssh_client_address, SshClientAddress::Sshd);
         // The examples in etc/default/x2gobroker-authhelper parse.
         let examples = include_str!("../../etc/default/x2gobroker-authhelper");
         for line in examples

@@ -26,15 +26,23 @@ pub const KEPT: [Capability; 5] = [
     Capability::CAP_SYS_PTRACE,
 ];
 
-/// Reduces this process to [`KEPT`]. Call after the socket is bound and
-/// chowned (that needed CAP_CHOWN/CAP_FOWNER) and before serving anyone.
-pub fn drop_to_kept() -> Result<(), String> {
-    let kept: CapsHashSet = KEPT.into_iter().collect();
+/// Reduces this process to [`KEPT`], without CAP_SYS_PTRACE unless
+/// `sshd_lookup`. Call after the socket is bound and chowned (that needed
+/// CAP_CHOWN/CAP_FOWNER) and before serving anyone.
+pub fn drop_to_kept(sshd_lookup: bool) -> Result<(), String> {
+    let kept: CapsHashSet = KEPT
+        .into_iter()
+        .filter(|&cap| sshd_lookup || cap != Capability::CAP_SYS_PTRACE)
+        .collect();
     // setpass: pam_unix gives its new /etc/shadow to group shadow; as a member
     // (no power over shadow files that uid 0 lacks) we need no CAP_CHOWN.
-    if let Ok(Some(shadow)) = nix::unistd::Group::from_name("shadow") {
-        nix::unistd::setgroups(&[shadow.gid]).map_err(|e| format!("setgroups: {e}"))?;
-    }
+    // Without that group, none: no supplementary group inherited from
+    // whoever started us survives.
+    let groups: Vec<nix::unistd::Gid> = match nix::unistd::Group::from_name("shadow") {
+        Ok(Some(shadow)) => vec![shadow.gid],
+        _ => Vec::new(),
+    };
+    nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
     let err = |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
     // The bounding set first: shrinking it needs CAP_SETPCAP, which goes below.
     for cap in caps::all() {
@@ -43,7 +51,15 @@ pub fn drop_to_kept() -> Result<(), String> {
         }
         // Capabilities this kernel does not know are not in the set anyway.
         if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| err("bounding set", e))?;
+            match caps::drop(None, CapSet::Bounding, cap) {
+                // Under our unit (no CAP_SETPCAP) it stays bounding only: out
+                // of the permitted set below, it is gone for this process.
+                Err(e) if cap == Capability::CAP_SYS_PTRACE => eprintln!(
+                    "x2gobroker-authhelper: CAP_SYS_PTRACE stays in the bounding set ({e}); \
+                     docs/OPERATIONS.md \"SSH-mode client address\" shows the unit drop-in"
+                ),
+                r => r.map_err(|e| err("bounding set", e))?,
+            }
         }
     }
     caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient set", e))?;

@@ -7,7 +7,7 @@
 //! thread; every thread inherits the reduced sets).
 
 use crate::audit;
-use crate::cli::Options;
+use crate::cli::{Options, SshClientAddress};
 use crate::listener;
 use crate::pam::{self, PamOutcome};
 use crate::policy::{Policy, Who};
@@ -51,7 +51,7 @@ pub fn run(options: Options) -> Result<(), String> {
     let passed = x2gobroker_sys::listen_fds::take()?;
     let policy = Policy::new(&options.daemon_user, &options.admin_group)?;
     let listener = listener::open(passed, &options)?;
-    privileges::drop_to_kept()?;
+    privileges::drop_to_kept(options.ssh_client_address == SshClientAddress::Sshd)?;
     // Its thread starts with reduced capabilities; earlier errors go to stderr.
     audit::init(options.foreground, options.debug, &options.syslog_socket);
 

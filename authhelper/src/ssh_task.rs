@@ -5,7 +5,7 @@
 //! and the number running at once is bounded.
 
 use crate::audit;
-use crate::cli::{Options, WithoutSshd};
+use crate::cli::{Options, SshClientAddress, WithoutSshd};
 use crate::server::{send_within, State};
 use crate::ssh_policy;
 use crate::worker_launch;
@@ -138,7 +138,7 @@ fn prepare(
         broker_user,
         caller_uid: peer.uid,
         task: request.task,
-        ssh_client: client_address(request.ssh_client, peer, options.ssh_without_sshd)?,
+        ssh_client: client_address(request.ssh_client, peer, options)?,
         time_limit_ms: u64::try_from(options.ssh_task_timeout.as_millis()).unwrap_or(u64::MAX),
     };
     Ok((job, account))
@@ -146,19 +146,20 @@ fn prepare(
 
 /// The client address ACLs and verify-ip see (ARCHITECTURE.md P11): the
 /// peer of the sshd session the caller runs under, never the caller's own
-/// SSH_CLIENT — except root's, who could forge the other too.
+/// SSH_CLIENT — except root's, who could forge the other too, and where
+/// the admin chose the original's rule (`--ssh-client-address environment`).
 fn client_address(
     sent: Option<String>,
     peer: &PeerCredentials,
-    without_sshd: WithoutSshd,
+    options: &Options,
 ) -> Result<Option<String>, ErrorReply> {
-    if peer.uid == 0 {
+    if peer.uid == 0 || options.ssh_client_address == SshClientAddress::Environment {
         return Ok(sent);
     }
     let found = peer
         .pid
         .and_then(|pid| x2gobroker_sys::sshd_peer::ssh_client_of(pid, peer.uid));
-    if found.is_none() && without_sshd == WithoutSshd::Refuse {
+    if found.is_none() && options.ssh_without_sshd == WithoutSshd::Refuse {
         return Err(ErrorReply::new(
             ErrorKind::DeniedByPolicy,
             "SSH-mode tasks are for callers logged in over SSH (--ssh-without-sshd=refuse)",

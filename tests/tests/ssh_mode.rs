@@ -624,6 +624,36 @@ fn a_local_caller_without_sshd_gets_the_documented_address() {
     assert_refused(&out, "callers logged in over SSH");
 }
 
+/// `--ssh-client-address environment`: the original's rule (the caller's
+/// SSH_CLIENT, forgeable), and a helper without CAP_SYS_PTRACE anywhere.
+#[test]
+fn with_the_originals_rule_the_helper_runs_without_cap_sys_ptrace() {
+    let fx = SshBroker::start_with(
+        "ssh-env-address",
+        &config(),
+        PROFILES,
+        &["--ssh-client-address", "environment"],
+    );
+    let out = fx.run(
+        Some(ALICE.0),
+        &["--task", "listsessions"],
+        &[("SSH_CLIENT", "192.0.2.7 50000 22")],
+    );
+    let cookie = out.cookie().unwrap_or_else(|| panic!("{out:?}"));
+    let record = fs::read_to_string(fx.cookies.join(format!("{}_{cookie}", ALICE.0))).expect("cookie file");
+    assert!(record.starts_with("192.0.2.7 "), "{record}");
+    const CAP_SYS_PTRACE: u64 = 1 << 19;
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        let caps = proc_status_hex(fx.helper.pid(), None, set);
+        assert_eq!(caps & CAP_SYS_PTRACE, 0, "{set} {caps:x}");
+        assert_ne!(caps & (1 << 7), 0, "{set} {caps:x} still has CAP_SETUID");
+    }
+    // The default keeps it (for the sshd lookup).
+    let default = broker("ssh-sshd-address");
+    let caps = proc_status_hex(default.helper.pid(), None, "CapEff");
+    assert_ne!(caps & CAP_SYS_PTRACE, 0, "CapEff {caps:x}");
+}
+
 #[test]
 fn end_to_end_over_a_real_sshd() {
     let fx = broker("sshd");
