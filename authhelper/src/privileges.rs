@@ -36,12 +36,9 @@ pub fn drop_to_kept(sshd_lookup: bool) -> Result<(), String> {
         .collect();
     // setpass: pam_unix gives its new /etc/shadow to group shadow; as a member
     // (no power over shadow files that uid 0 lacks) we need no CAP_CHOWN.
-    // Without that group, none: no supplementary group inherited from
-    // whoever started us survives.
-    let groups: Vec<nix::unistd::Gid> = match nix::unistd::Group::from_name("shadow") {
-        Ok(Some(shadow)) => vec![shadow.gid],
-        _ => Vec::new(),
-    };
+    // Without that group, none: no group inherited from our starter survives.
+    let shadow = nix::unistd::Group::from_name("shadow").ok().flatten();
+    let groups: Vec<_> = shadow.into_iter().map(|g| g.gid).collect();
     nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
     let err = |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
     // The bounding set first: shrinking it needs CAP_SETPCAP, which goes below.
