@@ -584,20 +584,25 @@ fn client_address_comes_from_the_sshd_session_not_from_ssh_client() {
     assert!(same.stdout.contains("Access granted"), "{same:?}");
 }
 
-/// A local caller under no sshd: by default the original's reading of a
-/// missing SSH_CLIENT (127.0.0.1), whatever SSH_CLIENT says; with
-/// `--ssh-without-sshd refuse` no task at all. Fails on the code before
-/// (the forged address was used; the option did not exist).
-#[test]
-fn a_local_caller_without_sshd_gets_the_documented_address() {
-    let fx = broker("ssh-local");
+/// Alice's listsessions run locally with SSH_CLIENT set to 192.0.2.7: the
+/// record of the cookie it got (the client address comes first).
+fn cookie_record_with_forged_ssh_client(fx: &SshBroker) -> String {
     let out = fx.run(
         Some(ALICE.0),
         &["--task", "listsessions"],
         &[("SSH_CLIENT", "192.0.2.7 50000 22")],
     );
     let cookie = out.cookie().unwrap_or_else(|| panic!("{out:?}"));
-    let record = fs::read_to_string(fx.cookies.join(format!("{}_{cookie}", ALICE.0))).expect("cookie file");
+    fs::read_to_string(fx.cookies.join(format!("{}_{cookie}", ALICE.0))).expect("cookie file")
+}
+
+/// A local caller under no sshd: by default the original's reading of a
+/// missing SSH_CLIENT (127.0.0.1), whatever SSH_CLIENT says; with
+/// `--ssh-without-sshd refuse` no task at all. Fails on the code before
+/// (the forged address was used; the option did not exist).
+#[test]
+fn a_local_caller_without_sshd_gets_the_documented_address() {
+    let record = cookie_record_with_forged_ssh_client(&broker("ssh-local"));
     // Where the tests themselves run in an SSH session, that session's
     // client is the truth for their children too.
     let session =
@@ -634,13 +639,7 @@ fn with_the_originals_rule_the_helper_runs_without_cap_sys_ptrace() {
         PROFILES,
         &["--ssh-client-address", "environment"],
     );
-    let out = fx.run(
-        Some(ALICE.0),
-        &["--task", "listsessions"],
-        &[("SSH_CLIENT", "192.0.2.7 50000 22")],
-    );
-    let cookie = out.cookie().unwrap_or_else(|| panic!("{out:?}"));
-    let record = fs::read_to_string(fx.cookies.join(format!("{}_{cookie}", ALICE.0))).expect("cookie file");
+    let record = cookie_record_with_forged_ssh_client(&fx);
     assert!(record.starts_with("192.0.2.7 "), "{record}");
     const CAP_SYS_PTRACE: u64 = 1 << 19;
     for set in ["CapEff", "CapPrm", "CapBnd"] {

@@ -73,6 +73,22 @@ impl Drop for Slot {
 
 static GATE: OnceLock<Arc<AuthGate>> = OnceLock::new();
 
+/// Runs `call` (one helper call for a password check) through the
+/// process-wide gate, for the client at `address` (an IPv4 address or an
+/// IPv6 /64); `failed` tells whether its outcome counts as a failure.
+pub async fn through_gate<T>(
+    address: Option<&str>,
+    call: impl std::future::Future<Output = T>,
+    failed: impl FnOnce(&T) -> bool,
+) -> T {
+    let client = x2gobroker_sys::client_net::client_unit_key(address.unwrap_or("-"));
+    let gate = gate();
+    let _slot = gate.acquire(&client).await;
+    let outcome = call.await;
+    gate.record(&client, failed(&outcome));
+    outcome
+}
+
 /// Sets the process-wide gate's bounds (the daemon, at start-up and on a
 /// reload); programs that never call it get the default bounds.
 pub fn configure(slots: usize, per_client: usize) {
@@ -397,5 +413,15 @@ mod tests {
             .expect("granted once there is room")
             .expect("the waiter");
         assert_eq!(gate.in_flight(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_through_the_gate_records_its_clients_outcome() {
+        let answer = through_gate(Some("2001:db8:77::1"), async { 42 }, |_| true).await;
+        assert_eq!(answer, 42);
+        let gate = gate();
+        let state = lock(&gate.state);
+        // Kept per client: the IPv6 /64, not the address.
+        assert_eq!(state.class("2001:db8:77::/64"), Class::Failing);
     }
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use x2gobroker_protocol::client::nonblocking::Client;
 use x2gobroker_protocol::{AuthRequest, Password, Request, Response};
-use x2gobroker_sys::client_net::client_unit_key;
 
 /// Bound for one https_get round trip.
 pub const HTTPS_GET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,21 +64,21 @@ async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::
     if user.is_empty() || password.is_empty() {
         return AuthOutcome::Refused;
     }
-    // A bounded number of calls in flight, fair between clients (an IPv4
-    // address or an IPv6 /64; crate::core::auth_gate); waiting counts toward
-    // the request deadline.
-    let client_key = client_unit_key(ctx.client_address.as_deref().unwrap_or("-"));
-    let gate = crate::core::auth_gate::gate();
-    let _slot = gate.acquire(&client_key).await;
-    let helper = &crate::core::stats::STATS.helper;
-    helper.in_flight.fetch_add(1, Ordering::Relaxed);
-    let _in_flight = scopeguard(|| {
-        helper.in_flight.fetch_sub(1, Ordering::Relaxed);
-    });
-    helper.calls.fetch_add(1, Ordering::Relaxed);
-    let outcome = pam_call(user, password, ctx).await;
-    gate.record(&client_key, outcome != AuthOutcome::Granted);
-    outcome
+    // A bounded number of calls in flight, fair between clients
+    // (crate::core::auth_gate); waiting counts toward the request deadline.
+    let call = async {
+        let helper = &crate::core::stats::STATS.helper;
+        helper.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = scopeguard(|| {
+            helper.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+        helper.calls.fetch_add(1, Ordering::Relaxed);
+        pam_call(user, password, ctx).await
+    };
+    crate::core::auth_gate::through_gate(ctx.client_address.as_deref(), call, |outcome| {
+        *outcome != AuthOutcome::Granted
+    })
+    .await
 }
 
 /// Runs `f` when dropped (also when the request is abandoned mid-call).

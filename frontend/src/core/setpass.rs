@@ -43,7 +43,14 @@ pub async fn change_password(req: &SetpassRequest<'_>, current: Password, new: P
     if new.is_empty() {
         return SetpassOutcome::NewPasswordRefused("No new password was given.".into());
     }
-    let outcome = ask_helper(req, current, new).await;
+    // Through the same fair, bounded gate as logins: setpass checks the
+    // current password with PAM too.
+    let outcome = crate::core::auth_gate::through_gate(
+        req.client_address.as_deref(),
+        ask_helper(req, current, new),
+        |outcome| *outcome == SetpassOutcome::Denied,
+    )
+    .await;
     let decision = match &outcome {
         SetpassOutcome::Changed => AuthOutcome::Granted,
         SetpassOutcome::NewPasswordRefused(_) | SetpassOutcome::Denied => AuthOutcome::Refused,
