@@ -49,11 +49,9 @@ pub fn drop_to_kept(sshd_lookup: bool) -> Result<(), String> {
         // Capabilities this kernel does not know are not in the set anyway.
         if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
             match caps::drop(None, CapSet::Bounding, cap) {
-                // Under our unit (no CAP_SETPCAP) it stays bounding only: out
-                // of the permitted set below, it is gone for this process.
+                // Our unit gives no CAP_SETPCAP: then it stays bounding only (not permitted, see below).
                 Err(e) if cap == Capability::CAP_SYS_PTRACE => eprintln!(
-                    "x2gobroker-authhelper: CAP_SYS_PTRACE stays in the bounding set ({e}); \
-                     docs/OPERATIONS.md \"SSH-mode client address\" shows the unit drop-in"
+                    "x2gobroker-authhelper: CAP_SYS_PTRACE stays in the bounding set ({e}); see the unit drop-in"
                 ),
                 r => r.map_err(|e| err("bounding set", e))?,
             }

@@ -21,6 +21,7 @@ use x2gobroker_protocol::{ErrorKind, ErrorReply, Response, SshTaskRequest, Worke
 use x2gobroker_sys::keyed_slots::{Full, KeyedSlots};
 use x2gobroker_sys::peer::PeerCredentials;
 use x2gobroker_sys::privileges::Account;
+use x2gobroker_sys::sshd_peer;
 
 /// How long after its time limit a worker that has not stopped is killed.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
@@ -153,12 +154,14 @@ fn client_address(
     peer: &PeerCredentials,
     options: &Options,
 ) -> Result<Option<String>, ErrorReply> {
-    if peer.uid == 0 || options.ssh_client_address == SshClientAddress::Environment {
+    if peer.uid == 0 {
         return Ok(sent);
     }
-    let found = peer
-        .pid
-        .and_then(|pid| x2gobroker_sys::sshd_peer::ssh_client_of(pid, peer.uid));
+    let found = match options.ssh_client_address {
+        // Without SSH_CLIENT the caller counts as not logged in over SSH.
+        SshClientAddress::Environment => sent,
+        SshClientAddress::Sshd => (peer.pid).and_then(|pid| sshd_peer::ssh_client_of(pid, peer.uid)),
+    };
     if found.is_none() && options.ssh_without_sshd == WithoutSshd::Refuse {
         return Err(ErrorReply::new(
             ErrorKind::DeniedByPolicy,

@@ -170,7 +170,7 @@ pg_start() {
     return 0
   fi
   local holder
-  holder=$(ss -Htanp exclude time-wait "( sport = :$FARM_PG_PORT )" src 127.0.0.1 2>/dev/null || true)
+  holder=$(ss -Htanp exclude time-wait "( sport = :$FARM_PG_PORT )" 2>/dev/null || true)
   if [ -n "$holder" ]; then
     die "127.0.0.1:$FARM_PG_PORT is already in use, PostgreSQL cannot listen there (set FARM_PG_PORT):
 $holder"

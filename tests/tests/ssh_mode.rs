@@ -647,6 +647,21 @@ fn with_the_originals_rule_the_helper_runs_without_cap_sys_ptrace() {
         assert_eq!(caps & CAP_SYS_PTRACE, 0, "{set} {caps:x}");
         assert_ne!(caps & (1 << 7), 0, "{set} {caps:x} still has CAP_SETUID");
     }
+    // With `refuse` as well, a caller without SSH_CLIENT is not over SSH.
+    let strict = SshBroker::start_with(
+        "ssh-env-refuse",
+        &config(),
+        PROFILES,
+        &[
+            "--ssh-client-address",
+            "environment",
+            "--ssh-without-sshd",
+            "refuse",
+        ],
+    );
+    let out = strict.run(Some(ALICE.0), &["--task", "listsessions"], &[]);
+    assert_refused(&out, "callers logged in over SSH");
+    assert!(cookie_record_with_forged_ssh_client(&strict).starts_with("192.0.2.7 "));
     // The default keeps it (for the sshd lookup).
     let default = broker("ssh-sshd-address");
     let caps = proc_status_hex(default.helper.pid(), None, "CapEff");

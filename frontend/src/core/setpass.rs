@@ -48,7 +48,13 @@ pub async fn change_password(req: &SetpassRequest<'_>, current: Password, new: P
     let outcome = crate::core::auth_gate::through_gate(
         req.client_address.as_deref(),
         ask_helper(req, current, new),
-        |outcome| *outcome == SetpassOutcome::Denied,
+        // Only a checked current password makes the client a known good one.
+        |outcome| {
+            !matches!(
+                outcome,
+                SetpassOutcome::Changed | SetpassOutcome::NewPasswordRefused(_)
+            )
+        },
     )
     .await;
     let decision = match &outcome {

@@ -129,9 +129,14 @@ impl Refusal {
 
 pub struct Admission {
     state: Mutex<State>,
-    /// Limits; a reload may change them (held connections stay).
-    max: AtomicUsize,
-    per_client: AtomicUsize,
+}
+
+/// The connection limits a new connection is admitted under (those in
+/// force when it arrives: a reload may change them).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max: usize,
+    pub per_client: usize,
 }
 
 /// A held connection's place; dropping it frees the place.
@@ -160,38 +165,26 @@ pub struct Admitted {
 }
 
 impl Admission {
-    pub fn new(max: usize, per_client: usize) -> Arc<Admission> {
+    pub fn new() -> Arc<Admission> {
         Arc::new(Admission {
             state: Mutex::new(State::default()),
-            max: AtomicUsize::new(max.max(1)),
-            per_client: AtomicUsize::new(per_client.max(1)),
         })
-    }
-
-    /// New limits (a reload); they apply from the next connection on.
-    pub fn set_limits(&self, max: usize, per_client: usize) {
-        self.max.store(max.max(1), Ordering::Relaxed);
-        self.per_client.store(per_client.max(1), Ordering::Relaxed);
     }
 
     pub fn open(&self) -> usize {
         lock(&self.state).live
     }
 
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, limits: Limits) -> Result<Admitted, Refusal> {
         let mut state = lock(&self.state);
         let mut evicted = 0;
-        let (max, per_client) = (
-            self.max.load(Ordering::Relaxed),
-            self.per_client.load(Ordering::Relaxed),
-        );
-        if state.per_ip.get(&ip).copied().unwrap_or(0) >= per_client {
+        if state.per_ip.get(&ip).copied().unwrap_or(0) >= limits.per_client.max(1) {
             if !state.evict_oldest_idle(Some(ip)) {
                 return Err(Refusal::PerClient);
             }
             evicted += 1;
         }
-        if state.live >= max {
+        if state.live >= limits.max.max(1) {
             if !state.evict_oldest_idle(None) {
                 return Err(Refusal::Overall);
             }
@@ -230,30 +223,34 @@ mod tests {
 
     #[test]
     fn idle_connections_make_room_busy_ones_do_not() {
-        let admission = Admission::new(3, 2);
-        let a1 = admission.admit(ip(1)).unwrap().ticket;
+        let admission = Admission::new();
+        let limits = Limits {
+            max: 3,
+            per_client: 2,
+        };
+        let a1 = admission.admit(ip(1), limits).unwrap().ticket;
         let busy = a1.connection.request();
-        let a2 = admission.admit(ip(1)).unwrap().ticket;
+        let a2 = admission.admit(ip(1), limits).unwrap().ticket;
         // Third from the same address: its oldest idle one (a2) goes.
-        let a3 = admission.admit(ip(1)).unwrap();
+        let a3 = admission.admit(ip(1), limits).unwrap();
         assert_eq!(a3.evicted, 1);
         assert!(a2.connection.evicted.load(Ordering::Acquire));
         assert!(!a1.connection.evicted.load(Ordering::Acquire), "busy one kept");
         let _a3_busy = a3.ticket.connection.request();
         // Both of this address's connections busy: refused.
-        assert_eq!(admission.admit(ip(1)).err(), Some(Refusal::PerClient));
-        let b1 = admission.admit(ip(2)).unwrap().ticket;
+        assert_eq!(admission.admit(ip(1), limits).err(), Some(Refusal::PerClient));
+        let b1 = admission.admit(ip(2), limits).unwrap().ticket;
         // Full overall: b1 is the only idle one.
-        let b2 = admission.admit(ip(3)).unwrap();
+        let b2 = admission.admit(ip(3), limits).unwrap();
         assert_eq!(b2.evicted, 1);
         assert!(b1.connection.evicted.load(Ordering::Acquire));
         let _b2_busy = b2.ticket.connection.request();
-        assert_eq!(admission.admit(ip(4)).err(), Some(Refusal::Overall));
+        assert_eq!(admission.admit(ip(4), limits).err(), Some(Refusal::Overall));
         drop(busy);
         drop(a1);
         assert_eq!(admission.open(), 2);
         drop((a2, b1));
         assert_eq!(admission.open(), 2, "evicted ones were already off the count");
-        assert!(admission.admit(ip(4)).is_ok());
+        assert!(admission.admit(ip(4), limits).is_ok());
     }
 }

@@ -10,7 +10,7 @@
 //! flight is closed after the keep-alive time.
 
 use crate::core::broker::Shared;
-use crate::daemon::admission::{Admission, Connection, Refusal};
+use crate::daemon::admission::{self, Admission, Connection, Refusal};
 use crate::daemon::limits::FrontendLimits;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -58,12 +58,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; recv() yields None once all ended.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let admission = {
-        let l = limits.borrow();
-        Admission::new(l.max_connections, l.max_connections_per_client)
-    };
     let front = Arc::new(FrontDoor {
-        admission,
+        admission: Admission::new(),
         limits,
         tls,
         shared,
@@ -128,10 +124,11 @@ async fn accept_loop(
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         // The limits in force now (a reload may have changed them).
         let limits = front.limits.borrow().clone();
-        front
-            .admission
-            .set_limits(limits.max_connections, limits.max_connections_per_client);
-        let admitted = match front.admission.admit(client_unit(peer.ip())) {
+        let connection_limits = admission::Limits {
+            max: limits.max_connections,
+            per_client: limits.max_connections_per_client,
+        };
+        let admitted = match front.admission.admit(client_unit(peer.ip()), connection_limits) {
             Ok(a) => a,
             Err(refusal) => {
                 let counter = match refusal {

@@ -64,7 +64,8 @@ impl Default for FrontendLimits {
 pub type LiveLimits = tokio::sync::watch::Sender<FrontendLimits>;
 
 /// Puts reloaded limits in force: new connections and PAM calls get them,
-/// connections already open keep theirs. `metrics-listen` needs a restart.
+/// connections already open keep theirs (a client over a lowered limit
+/// loses one idle connection per new one). `metrics-listen` needs a restart.
 pub fn publish(live: &LiveLimits, mut new: FrontendLimits) {
     let old = live.borrow().clone();
     if new.metrics_listen != old.metrics_listen {
@@ -75,9 +76,9 @@ pub fn publish(live: &LiveLimits, mut new: FrontendLimits) {
     if new == old {
         return;
     }
-    log::log!(level, "reload: {line}");
     crate::core::auth_gate::configure(new.auth_helper_slots, new.auth_helper_slots_per_client);
     live.send_replace(new);
+    log::log!(level, "reload: {line}");
 }
 
 impl FrontendLimits {
