@@ -6,7 +6,6 @@
 //! length 6) decides about the new one.
 
 use std::process::Command;
-use x2gobroker_systemtests::helper::RunningHelper;
 use x2gobroker_systemtests::ssh::{
     run_program_as, run_with_deadline, ssh_binary, HttpDaemon, Outcome, SshBroker, COOKIES, DIR,
 };
@@ -62,10 +61,6 @@ fn setup(tag: &str) -> (SshBroker, HttpDaemon) {
     let fx = SshBroker::start(tag, &config(), PROFILES);
     let http = HttpDaemon::start(fx.dir(), &fx.config, &fx.profiles, &fx.helper.socket);
     (fx, http)
-}
-
-fn helper_log(helper: &RunningHelper) -> String {
-    helper.log()
 }
 
 #[test]
@@ -138,7 +133,7 @@ fn plain_setpass_changes_the_password_and_refuses_wrong_and_weak_ones() {
     );
     assert!(logs_in(&http, user, new), "the new password is accepted");
 
-    let log = helper_log(&fx.helper);
+    let log = fx.helper.log();
     assert!(
         log.contains(&format!("user=\"{user}\"")) && log.contains("outcome=success (password changed)"),
         "audited: {log}"
