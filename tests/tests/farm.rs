@@ -840,18 +840,10 @@ sshproxyport = {}
 
 // ------------------------------------------------------------ load checker
 
-/// Polls every 2 s (load-checker-intervals).
-const LC_CONFIG: &str = "[global]
-require-password = false
-default-auth-mech = none
-default-agent-query-mode = SSH
-default-agent-hostkey-policy = RejectPolicy
-default-portscan-x2goservers = true
-cookie-directory = %DIR%/cookies
-my-cookie-file = %DIR%/authid
-key-removal-directory = %REMOVALS%
-load-checker-intervals = 2
-";
+/// [`CONFIG`], polling every 2 s (load-checker-intervals).
+fn lc_config() -> String {
+    format!("{CONFIG}load-checker-intervals = 2\n")
+}
 
 const LC_PROFILES: &str = "[farm]
 name = Farm
@@ -946,7 +938,7 @@ fn factor_of(farm: &Farm, index: usize) -> Result<f64, String> {
 /// and free memory move between the two readings); per-host answers
 /// without a newline; a server whose sshd is down becomes HOST-UNREACHABLE.
 fn loadchecker_real_agents(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
-    let b = FarmBroker::start_with(kind, farm, LC_CONFIG, LC_PROFILES, None, false)?;
+    let b = FarmBroker::start_with(kind, farm, &lc_config(), LC_PROFILES, None, false)?;
     let lc = b.start_loadchecker(kind, farm)?;
     let socket = b._dir.path().join("loadchecker.socket");
     let ends_with_newline = |a: &str| a.ends_with('\n');
@@ -1025,7 +1017,7 @@ fn load_factor_selection(kind: BrokerKind, farm: &FarmGuard) -> Result<(), Strin
         ("xfarm3:100000\nxfarm1:100000\n", 2),
     ];
     for (answer, want) in cases {
-        let b = FarmBroker::start_with(kind, farm, LC_CONFIG, LC_PROFILES, None, false)?;
+        let b = FarmBroker::start_with(kind, farm, &lc_config(), LC_PROFILES, None, false)?;
         let _lc = fixed_loadchecker(&b._dir.path().join("loadchecker.socket"), answer)?;
         for _ in 0..REPEAT {
             let body = b.select("xbt-alice", "farm")?;
@@ -1045,7 +1037,7 @@ fn loadchecker_cross(kind: BrokerKind, farm: &FarmGuard) -> Result<(), String> {
         BrokerKind::Original => BrokerKind::Ours,
     };
     spread_sessions(farm)?;
-    let b = FarmBroker::start_with(kind, farm, LC_CONFIG, LC_PROFILES, None, false)?;
+    let b = FarmBroker::start_with(kind, farm, &lc_config(), LC_PROFILES, None, false)?;
     let lc = b.start_loadchecker(other, farm)?;
     let socket = b._dir.path().join("loadchecker.socket");
     poll("factors of all three servers", Duration::from_secs(40), || {
