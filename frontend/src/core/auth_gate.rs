@@ -73,6 +73,26 @@ impl Drop for Slot {
 
 static GATE: OnceLock<Arc<AuthGate>> = OnceLock::new();
 
+/// A helper call in the metrics (crate::core::stats), in flight until
+/// dropped — also when the request is abandoned mid-call.
+struct HelperCall;
+
+impl HelperCall {
+    fn start() -> HelperCall {
+        let helper = &crate::core::stats::STATS.helper;
+        helper.calls.fetch_add(1, Ordering::Relaxed);
+        helper.in_flight.fetch_add(1, Ordering::Relaxed);
+        HelperCall
+    }
+}
+
+impl Drop for HelperCall {
+    fn drop(&mut self) {
+        let helper = &crate::core::stats::STATS.helper;
+        helper.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Runs `call` (one helper call for a password check) through the
 /// process-wide gate, for the client at `address` (an IPv4 address or an
 /// IPv6 /64); `failed` tells whether its outcome counts as a failure.
@@ -84,6 +104,7 @@ pub async fn through_gate<T>(
     let client = x2gobroker_sys::client_net::client_unit_key(address.unwrap_or("-"));
     let gate = gate();
     let _slot = gate.acquire(&client).await;
+    let _in_flight = HelperCall::start();
     let outcome = call.await;
     gate.record(&client, failed(&outcome));
     outcome

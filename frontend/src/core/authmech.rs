@@ -66,32 +66,11 @@ async fn pam(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::
     }
     // A bounded number of calls in flight, fair between clients
     // (crate::core::auth_gate); waiting counts toward the request deadline.
-    let call = async {
-        let helper = &crate::core::stats::STATS.helper;
-        helper.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = scopeguard(|| {
-            helper.in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
-        helper.calls.fetch_add(1, Ordering::Relaxed);
-        pam_call(user, password, ctx).await
-    };
+    let call = pam_call(user, password, ctx);
     crate::core::auth_gate::through_gate(ctx.client_address.as_deref(), call, |outcome| {
         *outcome != AuthOutcome::Granted
     })
     .await
-}
-
-/// Runs `f` when dropped (also when the request is abandoned mid-call).
-struct OnDrop<F: FnMut()>(F);
-
-impl<F: FnMut()> Drop for OnDrop<F> {
-    fn drop(&mut self) {
-        (self.0)()
-    }
-}
-
-fn scopeguard<F: FnMut()>(f: F) -> OnDrop<F> {
-    OnDrop(f)
 }
 
 async fn pam_call(user: &str, password: &str, ctx: &AuthContext<'_>) -> crate::core::audit::AuthOutcome {
